@@ -1,0 +1,934 @@
+//! Provisioning benchmark (issue #2): SCIM user creation throughput and
+//! `GET /Users?filter=userName eq "..."` latency relative to `/healthz`.
+//!
+//! `cargo bench --bench provision [-- --users N --connections N
+//!   --backend sqlite|postgres|both --pin --threads N --latency-requests N
+//!   --rounds N --release-server PATH]`
+//!
+//! For each back-end it creates a token with the CLI, starts `rolecall serve`
+//! on a free port against a fresh database, warms up, creates `--users` users
+//! over `--connections` keep-alive connections, then measures /healthz and
+//! filter latency in interleaved rounds. See BENCHMARKS.md.
+
+mod loadgen;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use loadgen::{ms, Checked, LoadGen, Report};
+
+const USAGE: &str = "\
+usage: cargo bench --bench provision -- [options]
+  --users N              users to create (default 10000)
+  --connections N        concurrent keep-alive connections (default 16)
+  --backend B            sqlite | postgres | both (default both)
+  --latency-requests N   requests in each latency phase (default 20000)
+  --rounds N             healthz/filter rounds the latency phases are split into (default 4)
+  --warmup N             GET /healthz requests before measuring (default 500)
+  --threads N            load generator runtime threads (default 1)
+  --pin                  server on core 0 (taskset -c 0), load generator on core 1
+  --release-server PATH  rolecall binary to benchmark (default: this build's)
+env ROLECALL_TEST_PG_URL   PostgreSQL admin URL (default postgres://postgres@127.0.0.1:5432/postgres)";
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Options {
+    users: usize,
+    connections: usize,
+    backends: Vec<Backend>,
+    latency_requests: usize,
+    rounds: usize,
+    warmup: usize,
+    threads: usize,
+    pin: bool,
+    server: PathBuf,
+}
+
+fn parse_args() -> Result<Option<Options>> {
+    let mut opts = Options {
+        users: 10_000,
+        connections: 16,
+        backends: vec![Backend::Sqlite, Backend::Postgres],
+        latency_requests: 20_000,
+        rounds: 4,
+        warmup: 500,
+        threads: 1,
+        pin: false,
+        server: PathBuf::from(env!("CARGO_BIN_EXE_rolecall")),
+    };
+    let mut bench_mode = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args
+                    .next()
+                    .with_context(|| format!("{name} needs a value\n{USAGE}")),
+            }
+        };
+        let number = |name: &str, v: String| -> Result<usize> {
+            let n: usize = v
+                .parse()
+                .with_context(|| format!("{name}: {v:?} is not a number"))?;
+            if n == 0 {
+                bail!("{name} must be at least 1");
+            }
+            Ok(n)
+        };
+        match flag.as_str() {
+            "--bench" => bench_mode = true,
+            "--users" => opts.users = number("--users", value("--users")?)?,
+            "--connections" => opts.connections = number("--connections", value("--connections")?)?,
+            "--latency-requests" => {
+                opts.latency_requests = number("--latency-requests", value("--latency-requests")?)?
+            }
+            "--rounds" => opts.rounds = number("--rounds", value("--rounds")?)?,
+            "--warmup" => opts.warmup = number("--warmup", value("--warmup")?)?,
+            "--threads" => opts.threads = number("--threads", value("--threads")?)?,
+            "--pin" => opts.pin = true,
+            "--release-server" => opts.server = PathBuf::from(value("--release-server")?),
+            "--backend" => {
+                opts.backends = match value("--backend")?.as_str() {
+                    "sqlite" => vec![Backend::Sqlite],
+                    "postgres" | "pg" => vec![Backend::Postgres],
+                    "both" => vec![Backend::Sqlite, Backend::Postgres],
+                    other => bail!("unknown --backend {other:?}\n{USAGE}"),
+                }
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other if other.starts_with('-') => bail!("unknown option {other:?}\n{USAGE}"),
+            // cargo passes bench-name filters through; nothing to filter here.
+            _ => {}
+        }
+    }
+    if !bench_mode {
+        // `cargo test --benches` / `--all-targets` runs bench targets without
+        // `--bench`: don't start a multi-minute load test from a test run.
+        println!("provision: not run (use `cargo bench --bench provision`)");
+        return Ok(None);
+    }
+    Ok(Some(opts))
+}
+
+fn main() {
+    match run() {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("provision bench failed: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// One back-end's figures.
+struct Results {
+    backend: Backend,
+    create: Report,
+    healthz: Report,
+    filter: Report,
+    server_cpu: Vec<(&'static str, CpuUse)>,
+    log_problems: Vec<String>,
+}
+
+fn run() -> Result<bool> {
+    let Some(opts) = parse_args()? else {
+        return Ok(true);
+    };
+    if !opts.server.exists() {
+        bail!("server binary {} does not exist", opts.server.display());
+    }
+    println!(
+        "provision bench: server {}, {} users, {} connections, {} latency requests x2 in {} rounds, \
+         load generator {} thread(s), {} cores online",
+        opts.server.display(),
+        opts.users,
+        opts.connections,
+        opts.latency_requests,
+        opts.rounds,
+        opts.threads,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if opts.pin {
+        pin_self_to_core(1);
+    } else {
+        println!("(unpinned: server and load generator share all cores; --pin separates them)");
+    }
+
+    let mut results = Vec::new();
+    let mut ok = true;
+    for &backend in &opts.backends {
+        println!("\n=== {} ===", backend.name());
+        let outcome = match backend {
+            Backend::Sqlite => bench_sqlite(&opts),
+            Backend::Postgres => bench_postgres(&opts),
+        };
+        match outcome {
+            Ok(Some(r)) => results.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                ok = false;
+                eprintln!("\n!!! {} FAILED: {e:#}\n", backend.name());
+            }
+        }
+    }
+    print_table(&opts, &results);
+    Ok(ok)
+}
+
+fn bench_sqlite(opts: &Options) -> Result<Option<Results>> {
+    let dir = tempfile::Builder::new()
+        .prefix("rolecall-bench-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    let db = dir.path().join("rolecall.db");
+    let url = format!("sqlite://{}", db.display());
+    let results = bench_backend(opts, Backend::Sqlite, &url, dir.path())?;
+    if let Ok(meta) = std::fs::metadata(&db) {
+        println!("sqlite file size after the run: {} KiB", meta.len() / 1024);
+    }
+    Ok(Some(results))
+}
+
+fn bench_postgres(opts: &Options) -> Result<Option<Results>> {
+    let admin_url =
+        std::env::var("ROLECALL_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
+    let name = format!("rolecall_bench_{}", std::process::id());
+    let db = match PgDatabase::create(&admin_url, &name) {
+        Ok(db) => db,
+        Err(e) => {
+            println!(
+                "PostgreSQL part SKIPPED: cannot create a database through {}: {e:#}",
+                redact(&admin_url)
+            );
+            return Ok(None);
+        }
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("rolecall-bench-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    let url = with_database(&admin_url, &name)?;
+    let results = bench_backend(opts, Backend::Postgres, &url, dir.path());
+    drop(db);
+    results.map(Some)
+}
+
+fn bench_backend(opts: &Options, backend: Backend, url: &str, dir: &Path) -> Result<Results> {
+    let token = create_token(&opts.server, url)?;
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let log_path = dir.join("server.log");
+    let mut server = Server::start(&opts.server, addr, url, &log_path, opts.pin)?;
+    let res = measure(opts, backend, &mut server, &token);
+    let log_problems = server.log_problems();
+    let exit = server.stop();
+    match res {
+        Ok(mut r) => {
+            r.log_problems = log_problems;
+            if !r.log_problems.is_empty() {
+                println!(
+                    "server log has {} warning/error/panic lines, e.g.:",
+                    r.log_problems.len()
+                );
+                for line in r.log_problems.iter().take(5) {
+                    println!("  {line}");
+                }
+            }
+            match exit {
+                Ok(status) if !status.success() => {
+                    println!("note: server exited with {status} after SIGTERM")
+                }
+                Ok(_) => {}
+                Err(e) => println!("note: stopping the server: {e:#}"),
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            eprintln!("--- last lines of the server log ({}):", log_path.display());
+            for line in tail(&log_path, 30) {
+                eprintln!("  {line}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn measure(opts: &Options, backend: Backend, server: &mut Server, token: &str) -> Result<Results> {
+    let addr = server.addr;
+    let host = addr.to_string();
+    let auth = format!("Bearer {token}");
+    let gen = LoadGen::new(addr)
+        .connections(opts.connections)
+        .threads(opts.threads);
+    let mut server_cpu = Vec::new();
+
+    server.wait_healthy(Duration::from_secs(60))?;
+    check_auth_required(addr, &host)?;
+
+    // Warm-up.
+    let healthz = loadgen::build_request("GET", "/healthz", &host, &[], b"");
+    let warm = gen.run_fixed(opts.warmup, healthz_workload(healthz.clone()))?;
+    println!("warm-up   {}", warm.summary());
+    if !warm.all(200) {
+        bail!(
+            "warm-up: /healthz did not always answer 200: {}",
+            warm.status_summary()
+        );
+    }
+
+    // Create.
+    let create_workload = {
+        let host = host.clone();
+        let auth = auth.clone();
+        move |i: usize, buf: &mut Vec<u8>| {
+            let body = user_body(i);
+            loadgen::write_request(
+                buf,
+                "POST",
+                "/scim/v2/Users",
+                &host,
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/scim+json"),
+                    ("Accept", "application/scim+json"),
+                ],
+                body.as_bytes(),
+            );
+        }
+    };
+    let cpu0 = server.cpu();
+    let create = gen.run_fixed(opts.users, create_workload)?;
+    let cpu = CpuUse::between(cpu0, server.cpu(), &create);
+    println!("create    {}", create.summary());
+    println!("          {} users/s; server {}", fmt0(create.rps()), cpu);
+    server_cpu.push(("create", cpu));
+    if !create.all(201) {
+        bail!(
+            "create: expected {} x 201, got {} (status counts above)",
+            opts.users,
+            create.status_summary()
+        );
+    }
+
+    // Latency: healthz and filter in interleaved rounds.
+    let per_round = opts.latency_requests.div_ceil(opts.rounds);
+    let mut healthz_total = Report::default();
+    let mut filter_total = Report::default();
+    let (mut healthz_cpu, mut filter_cpu) = (CpuUse::total(), CpuUse::total());
+    for round in 0..opts.rounds {
+        let cpu0 = server.cpu();
+        let h = gen.run_fixed(per_round, healthz_workload(healthz.clone()))?;
+        healthz_cpu.add(CpuUse::between(cpu0, server.cpu(), &h));
+        let cpu0 = server.cpu();
+        let f = gen.run_fixed(per_round, filter_workload(&host, &auth, opts.users, round))?;
+        filter_cpu.add(CpuUse::between(cpu0, server.cpu(), &f));
+        println!("round {}/{}", round + 1, opts.rounds);
+        println!("  healthz {}", h.summary());
+        println!("  filter  {}", f.summary());
+        healthz_total.merge(h);
+        filter_total.merge(f);
+    }
+    println!("healthz   {}", healthz_total.summary());
+    println!("          server {healthz_cpu}");
+    println!("filter    {}", filter_total.summary());
+    println!("          server {filter_cpu}");
+    server_cpu.push(("healthz", healthz_cpu));
+    server_cpu.push(("filter", filter_cpu));
+    if !healthz_total.all(200) {
+        bail!(
+            "latency: /healthz answers: {}",
+            healthz_total.status_summary()
+        );
+    }
+    if !filter_total.all(200) {
+        bail!(
+            "latency: filter answers (each must be 200 with totalResults 1): {}",
+            filter_total.status_summary()
+        );
+    }
+    server.check_alive()?;
+    Ok(Results {
+        backend,
+        create,
+        healthz: healthz_total,
+        filter: filter_total,
+        server_cpu,
+        log_problems: Vec::new(),
+    })
+}
+
+fn healthz_workload(request: Vec<u8>) -> impl loadgen::Workload {
+    move |_: usize, buf: &mut Vec<u8>| buf.extend_from_slice(&request)
+}
+
+/// `GET /scim/v2/Users?filter=userName eq "userNNNNN@example.com"` for a
+/// pseudo-random existing user; each answer must be 200 with totalResults 1.
+fn filter_workload(host: &str, auth: &str, users: usize, round: usize) -> impl loadgen::Workload {
+    let host = host.to_string();
+    let auth = auth.to_string();
+    let seed = 0x5eed_0000_u64 + round as u64 * 1_000_003;
+    Checked {
+        make: move |i: usize, buf: &mut Vec<u8>| {
+            let user = (splitmix64(seed.wrapping_add(i as u64)) % users as u64) as usize;
+            let filter = format!("userName eq \"{}\"", user_name(user));
+            let path = format!("/scim/v2/Users?filter={}", loadgen::url_encode(&filter));
+            loadgen::write_request(
+                buf,
+                "GET",
+                &path,
+                &host,
+                &[
+                    ("Authorization", &auth),
+                    ("Accept", "application/scim+json"),
+                ],
+                b"",
+            );
+        },
+        check: |_: usize, status: u16, body: &[u8]| {
+            if status != 200 {
+                return Err(format!("body: {}", snippet(body)));
+            }
+            match json_uint_field(body, "totalResults") {
+                Some(1) => Ok(()),
+                Some(n) => Err(format!("totalResults {n}, expected 1")),
+                None => Err(format!("no totalResults in {}", snippet(body))),
+            }
+        },
+    }
+}
+
+fn user_name(i: usize) -> String {
+    format!("user{i:05}@example.com")
+}
+
+fn user_body(i: usize) -> String {
+    format!(
+        concat!(
+            r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"#,
+            r#""userName":"user{i:05}@example.com","#,
+            r#""name":{{"givenName":"User","familyName":"{i:05}"}},"#,
+            r#""emails":[{{"value":"user{i:05}@example.com","type":"work","primary":true}}],"#,
+            r#""active":true,"externalId":"ext-{i:05}"}}"#
+        ),
+        i = i
+    )
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The unsigned integer value of the first `"name": N` in a JSON body,
+/// found by scanning (cheap enough to run on every response).
+fn json_uint_field(body: &[u8], name: &str) -> Option<u64> {
+    let key = format!("\"{name}\"");
+    let at = body.windows(key.len()).position(|w| w == key.as_bytes())?;
+    let rest = &body[at + key.len()..];
+    let rest = rest
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    if body.len() > 300 {
+        format!("{s}...")
+    } else {
+        s
+    }
+}
+
+/// The protected endpoint must refuse a request without a token, or the
+/// figures would not include the token check.
+fn check_auth_required(addr: SocketAddr, host: &str) -> Result<()> {
+    let req = loadgen::build_request(
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22nobody%40example.com%22",
+        host,
+        &[],
+        b"",
+    );
+    let (status, body) = loadgen::fetch(addr, &req, Duration::from_secs(10))?;
+    if status != 401 {
+        println!(
+            "WARNING: GET /scim/v2/Users without a token answered {status}, expected 401: {}",
+            snippet(&body)
+        );
+    }
+    Ok(())
+}
+
+fn fmt0(x: f64) -> String {
+    format!("{x:.0}")
+}
+
+fn print_table(opts: &Options, results: &[Results]) {
+    println!("\n=== summary ===");
+    if results.is_empty() {
+        println!("no back-end completed");
+        return;
+    }
+    println!(
+        "{} users created over {} connections; latency phases: {} + {} requests in {} interleaved rounds",
+        opts.users,
+        opts.connections,
+        results[0].healthz.requests,
+        results[0].filter.requests,
+        opts.rounds
+    );
+    println!(
+        "{:<9} {:>15}   {:>22}   {:>20}   {:>9}",
+        "backend", "create users/s", "healthz p50/p99 (ms)", "filter p50/p99 (ms)", "p99 ratio"
+    );
+    for r in results {
+        let hp99 = ms(r.healthz.percentile(99.0));
+        let fp99 = ms(r.filter.percentile(99.0));
+        println!(
+            "{:<9} {:>15}   {:>22}   {:>20}   {:>9.2}",
+            r.backend.name(),
+            fmt0(r.create.rps()),
+            format!("{:.2} / {:.2}", ms(r.healthz.percentile(50.0)), hp99),
+            format!("{:.2} / {:.2}", ms(r.filter.percentile(50.0)), fp99),
+            if hp99 > 0.0 { fp99 / hp99 } else { 0.0 }
+        );
+    }
+    println!("\nraw figures:");
+    println!(
+        "{:<9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "backend",
+        "create rps",
+        "create p50",
+        "create p99",
+        "healthz rps",
+        "filter rps",
+        "healthz max",
+        "filter max"
+    );
+    for r in results {
+        println!(
+            "{:<9} {:>12.0} {:>12.2} {:>12.2} {:>12.0} {:>12.0} {:>12.2} {:>12.2}",
+            r.backend.name(),
+            r.create.rps(),
+            ms(r.create.percentile(50.0)),
+            ms(r.create.percentile(99.0)),
+            r.healthz.rps(),
+            r.filter.rps(),
+            ms(r.healthz.max()),
+            ms(r.filter.max())
+        );
+    }
+    for r in results {
+        let cpu: Vec<String> = r
+            .server_cpu
+            .iter()
+            .map(|(phase, c)| format!("{phase}: {c}"))
+            .collect();
+        println!("{} server CPU - {}", r.backend.name(), cpu.join("; "));
+        if !r.log_problems.is_empty() {
+            println!(
+                "{} server log: {} warning/error lines",
+                r.backend.name(),
+                r.log_problems.len()
+            );
+        }
+    }
+    println!("targets: sqlite create >= 2000 users/s; filter p99 <= 1.5 x healthz p99");
+}
+
+// ---------------------------------------------------------------- server
+
+/// A running `rolecall serve`; terminated (SIGTERM, then SIGKILL) on drop.
+struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(bin: &Path, addr: SocketAddr, url: &str, log: &Path, pin: bool) -> Result<Server> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("duplicating the log file handle")?;
+        let mut cmd = if pin {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--database-url")
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {} serve", bin.display()))?;
+        println!(
+            "server pid {} on {addr}{}, log {}",
+            child.id(),
+            if pin { " (pinned to core 0)" } else { "" },
+            log.display()
+        );
+        Ok(Server {
+            child: Some(child),
+            addr,
+            log: log.to_path_buf(),
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait().context("checking the server process")? {
+                self.child = None;
+                bail!("the server exited: {status}");
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_healthy(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        let req = loadgen::build_request("GET", "/healthz", &self.addr.to_string(), &[], b"");
+        let mut last = String::from("not tried");
+        while start.elapsed() < limit {
+            self.check_alive()?;
+            match loadgen::fetch(self.addr, &req, Duration::from_secs(2)) {
+                Ok((200, _)) => {
+                    println!(
+                        "server healthy after {:.2} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                    return Ok(());
+                }
+                Ok((status, body)) => last = format!("status {status}: {}", snippet(&body)),
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("server not healthy after {limit:?}; last /healthz: {last}")
+    }
+
+    /// Cumulative user+system CPU time of the server process.
+    fn cpu(&self) -> Option<Duration> {
+        let pid = self.pid()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; utime and stime are
+        // fields 14 and 15 of the whole line, so 12 and 13 after it.
+        let after = &stat[stat.rfind(')')? + 2..];
+        let mut fields = after.split(' ');
+        let utime: u64 = fields.nth(11)?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some(Duration::from_secs_f64(
+            (utime + stime) as f64 / clock_ticks() as f64,
+        ))
+    }
+
+    /// Log lines that look like warnings, errors or panics.
+    fn log_problems(&self) -> Vec<String> {
+        let Ok(file) = File::open(&self.log) else {
+            return Vec::new();
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(|l| l.ok())
+            .filter(|l| {
+                l.contains("ERROR")
+                    || l.contains("WARN")
+                    || l.contains("panicked")
+                    || l.contains("\"level\":\"error\"")
+                    || l.contains("\"level\":\"warn\"")
+            })
+            .collect()
+    }
+
+    /// SIGTERM, wait up to 10 s, then SIGKILL.
+    fn stop(&mut self) -> Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("server was not running");
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Some(status) = child.try_wait().context("waiting for the server")? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().context("killing the server")?;
+        let status = child.wait().context("waiting for the killed server")?;
+        bail!("server ignored SIGTERM for 10 s; killed ({status})")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if let Err(e) = self.stop() {
+                eprintln!("stopping the server: {e:#}");
+            }
+        }
+    }
+}
+
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// Server CPU used during a phase.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuUse {
+    cpu: Duration,
+    wall: Duration,
+    requests: u64,
+    known: bool,
+}
+
+impl CpuUse {
+    fn between(before: Option<Duration>, after: Option<Duration>, report: &Report) -> CpuUse {
+        match (before, after) {
+            (Some(b), Some(a)) => CpuUse {
+                cpu: a.saturating_sub(b),
+                wall: report.elapsed,
+                requests: report.requests,
+                known: true,
+            },
+            _ => CpuUse::default(),
+        }
+    }
+
+    /// A total to `add` phases to.
+    fn total() -> CpuUse {
+        CpuUse {
+            known: true,
+            ..CpuUse::default()
+        }
+    }
+
+    fn add(&mut self, other: CpuUse) {
+        self.known &= other.known;
+        self.cpu += other.cpu;
+        self.wall += other.wall;
+        self.requests += other.requests;
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.known || self.requests == 0 || self.wall.is_zero() {
+            return write!(f, "CPU n/a");
+        }
+        write!(
+            f,
+            "CPU {:.0}% of one core, {:.0} us/request",
+            100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64(),
+            1e6 * self.cpu.as_secs_f64() / self.requests as f64
+        )
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn create_token(bin: &Path, url: &str) -> Result<String> {
+    let out = Command::new(bin)
+        .args(["token", "create", "--scope", "scim", "--name", "bench"])
+        .arg("--database-url")
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} token create", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`rolecall token create` failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8(out.stdout).context("token create printed non-UTF-8")?;
+    let token = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .context("`rolecall token create` printed nothing on stdout")?;
+    if token.contains(char::is_whitespace) {
+        bail!("`rolecall token create`: last stdout line {token:?} does not look like a token");
+    }
+    Ok(token.to_string())
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(file) = File::open(path) else {
+        return vec!["(no log)".into()];
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(|l| l.ok()).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Pin every thread of this process (and threads created later) to `core`.
+fn pin_self_to_core(core: usize) {
+    let pid = std::process::id().to_string();
+    let core_s = core.to_string();
+    match Command::new("taskset")
+        .args(["-a", "-p", "-c", &core_s, &pid])
+        .stdout(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            println!("pinned: load generator on core {core}, server on core 0 (taskset)")
+        }
+        Ok(o) => println!(
+            "note: could not pin the load generator ({}); it runs unpinned unless the bench \
+             is started under `taskset -c {core}`",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => println!(
+            "note: could not run taskset ({e}); the load generator runs unpinned unless the \
+             bench is started under `taskset -c {core}`"
+        ),
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// `postgres://u@h:p/admin?x` -> `postgres://u@h:p/NAME?x`.
+fn with_database(base: &str, name: &str) -> Result<String> {
+    let scheme_end = base
+        .find("://")
+        .with_context(|| format!("{} is not a URL", redact(base)))?
+        + 3;
+    let (main, query) = match base.find('?') {
+        Some(q) => (&base[..q], &base[q..]),
+        None => (base, ""),
+    };
+    let authority_end = main[scheme_end..]
+        .find('/')
+        .map_or(main.len(), |i| scheme_end + i);
+    Ok(format!("{}/{name}{query}", &main[..authority_end]))
+}
+
+/// Hide a password in a URL for printing.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &authority[..colon],
+            &url[scheme_end + at..]
+        ),
+        _ => url.to_string(),
+    }
+}
+
+/// A throw-away PostgreSQL database, dropped (WITH (FORCE)) on drop.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str, name: &str) -> Result<PgDatabase> {
+        pg_admin(admin_url, &format!("CREATE DATABASE {name}"))?;
+        println!("created PostgreSQL database {name}");
+        Ok(PgDatabase {
+            admin_url: admin_url.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        match pg_admin(&self.admin_url, &sql) {
+            Ok(()) => println!("dropped PostgreSQL database {}", self.name),
+            Err(e) => eprintln!("dropping PostgreSQL database {}: {e:#}", self.name),
+        }
+    }
+}
+
+/// Run one statement on the admin database (simple query protocol, outside
+/// any transaction, as CREATE/DROP DATABASE require).
+fn pg_admin(admin_url: &str, sql: &str) -> Result<()> {
+    use sqlx::{Connection, Executor};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building a tokio runtime")?;
+    rt.block_on(async {
+        let connect = sqlx::PgConnection::connect(admin_url);
+        let mut conn = tokio::time::timeout(Duration::from_secs(10), connect)
+            .await
+            .context("connecting timed out after 10 s")?
+            .with_context(|| format!("connecting to {}", redact(admin_url)))?;
+        conn.execute(sql).await.with_context(|| sql.to_string())?;
+        conn.close().await.ok();
+        Ok(())
+    })
+}

@@ -1,0 +1,90 @@
+//! Typed settings for `rolecall serve`. Every field has a default and a `ROLECALL_*`
+//! environment variable (wired in `cli.rs`); the database URL's password is redacted in Debug.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    pub database_url: String,
+    /// Public base URL (scheme://host[:port]) used in `meta.location`; default: the request's host.
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest page a list request returns (larger `count`s are capped).
+    pub max_page_size: i64,
+    /// Page size when a list request gives no `count`.
+    pub default_page_size: i64,
+    /// Database connections (PostgreSQL pool size; SQLite readers, at most 4, plus one writer).
+    pub db_max_connections: u32,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://rolecall.db".into(),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            max_page_size: 1000,
+            default_page_size: 100,
+            db_max_connections: 8,
+            workers: 0,
+        }
+    }
+}
+
+/// A database URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("public_url", &self.public_url)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_page_size", &self.max_page_size)
+            .field("default_page_size", &self.default_page_size)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        let s = Settings {
+            database_url: "postgres://app:s3cret@db:5432/rolecall".into(),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret"));
+        assert!(shown.contains("postgres://app:***@db:5432/rolecall"));
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,42 @@
+//! Liveness, readiness and metrics (no authentication).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use super::error::ApiError;
+use super::State;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
+pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(r#"{"status":"ready"}"#)),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unreachable",
+            ))
+        }
+    }
+}
+
+pub async fn metrics(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&state.store))
+}
+
+pub async fn not_allowed() -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+    .error_response()
+}

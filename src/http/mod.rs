@@ -1,0 +1,53 @@
+//! The HTTP edge: routes, shared state, authentication, metrics and the error boundary.
+
+pub mod error;
+mod health;
+mod middleware;
+pub mod scim;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use error::ApiError;
+
+/// Shared by every worker.
+pub struct AppState {
+    pub store: Store,
+    pub settings: Settings,
+    pub metrics: Metrics,
+}
+
+pub type State = web::Data<Arc<AppState>>;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(health::healthz))
+            .default_service(web::to(health::not_allowed)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(health::readyz))
+            .default_service(web::to(health::not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(health::metrics))
+            .default_service(web::to(health::not_allowed)),
+    )
+    .service(scim::scope());
+}
+
+pub async fn not_found() -> actix_web::HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint",
+    ))
+}
+
+pub use middleware::observe;

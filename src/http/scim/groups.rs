@@ -1,0 +1,184 @@
+//! `/scim/v2/Groups`.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::{
+    base_url, excludes, if_match, list_params, list_response, meta, method_not_allowed,
+    not_modified, resource_response,
+};
+use crate::http::error::ScimError;
+use crate::http::State;
+use crate::provision;
+use crate::scim::schema::GROUP_SCHEMA;
+use crate::store::GroupRow;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/Groups")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/Groups/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(replace))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
+    let mut doc = group.doc;
+    doc.insert("schemas".into(), json!([GROUP_SCHEMA]));
+    doc.insert("id".into(), json!(group.id));
+    if let Some(members) = group.members {
+        let members = members
+            .into_iter()
+            .map(|m| {
+                let path = if m.kind == "Group" { "Groups" } else { "Users" };
+                let mut o = json!({"value": m.value, "type": m.kind, "$ref": format!("{base}/{path}/{}", m.value)});
+                if let Some(d) = m.display {
+                    o["display"] = json!(d);
+                }
+                o
+            })
+            .collect();
+        doc.insert("members".into(), Value::Array(members));
+    }
+    let location = format!("{base}/Groups/{}", group.id);
+    doc.insert(
+        "meta".into(),
+        meta(
+            "Group",
+            location,
+            &group.created,
+            &group.last_modified,
+            group.version,
+        ),
+    );
+    doc
+}
+
+fn with_members(req: &HttpRequest) -> bool {
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok();
+    let excluded = q.as_ref().and_then(|q| {
+        q.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("excludedAttributes"))
+            .map(|(_, v)| v.clone())
+    });
+    !excludes(excluded.as_deref(), "members")
+}
+
+async fn create(
+    state: State,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let group = provision::create_group(&state.store, body.into_inner()).await?;
+    state.metrics.scim_op("Group", "create");
+    let version = group.version;
+    Ok(resource_response(
+        StatusCode::CREATED,
+        render(group, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn get(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ScimError> {
+    let group = state.store.get_group(&id, with_members(&req)).await?;
+    if not_modified(&req, group.version) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(("ETag", super::etag(group.version)))
+            .finish());
+    }
+    let version = group.version;
+    Ok(resource_response(
+        StatusCode::OK,
+        render(group, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn replace(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let group = provision::replace_group(
+        &state.store,
+        &id,
+        body.into_inner(),
+        if_match(&req)?,
+        with_members(&req),
+    )
+    .await?;
+    state.metrics.scim_op("Group", "replace");
+    let version = group.version;
+    Ok(resource_response(
+        StatusCode::OK,
+        render(group, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn patch(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let group = provision::patch_group(
+        &state.store,
+        &id,
+        body.into_inner(),
+        if_match(&req)?,
+        with_members(&req),
+    )
+    .await?;
+    state.metrics.scim_op("Group", "patch");
+    let version = group.version;
+    Ok(resource_response(
+        StatusCode::OK,
+        render(group, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn delete(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ScimError> {
+    state.store.delete_group(&id, if_match(&req)?).await?;
+    state.metrics.scim_op("Group", "delete");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list(
+    state: State,
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ScimError> {
+    let p = list_params(&state, &q)?;
+    let (total, groups) = state
+        .store
+        .list_groups(&p.query, !p.excluded_members)
+        .await?;
+    let base = base_url(&state, &req);
+    let resources = groups
+        .into_iter()
+        .map(|g| Value::Object(render(g, &base)))
+        .collect();
+    Ok(list_response(total, p.query.start_index, resources))
+}

@@ -1,0 +1,275 @@
+//! `/scim/v2`: authentication, request parsing shared by the endpoints, and rendering.
+
+mod discovery;
+mod groups;
+mod users;
+
+use std::collections::HashMap;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+
+use super::error::{ScimError, SCIM_CONTENT_TYPE};
+use super::State;
+use crate::auth::{self, Scope};
+use crate::scim::error::ScimType;
+use crate::scim::schema::LIST_RESPONSE_SCHEMA;
+use crate::store::ListQuery;
+
+pub fn scope() -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    web::scope("/scim/v2")
+        .wrap(from_fn(require_scim_token))
+        .app_data(
+            web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
+                ScimError::bad_request(ScimType::InvalidValue, format!("invalid query string: {e}"))
+                    .into()
+            }),
+        )
+        .configure(users::routes)
+        .configure(groups::routes)
+        .configure(discovery::routes)
+        .default_service(web::to(|| async {
+            ScimError::not_found("no such SCIM endpoint").error_response()
+        }))
+}
+
+/// Body parsing for SCIM writes: JSON (`application/scim+json` or `application/json`),
+/// at most `limit` bytes, every failure a SCIM error.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type(|mime| {
+            mime.type_() == mime::APPLICATION
+                && (mime.subtype() == mime::JSON
+                    || mime.subtype().as_str() == "scim+json"
+                    || mime.suffix() == Some(mime::JSON))
+        })
+        .error_handler(|e, _| {
+            let err = match &e {
+                JsonPayloadError::Overflow { limit }
+                | JsonPayloadError::OverflowKnownLength { limit, .. } => ScimError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    format!("the request body is larger than the limit of {limit} bytes"),
+                ),
+                JsonPayloadError::ContentType => ScimError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    None,
+                    "the request body must be application/scim+json or application/json",
+                ),
+                JsonPayloadError::Deserialize(d) => ScimError::bad_request(
+                    ScimType::InvalidSyntax,
+                    format!("the request body is not valid JSON: {d}"),
+                ),
+                other => ScimError::bad_request(
+                    ScimType::InvalidSyntax,
+                    format!("could not read the request body: {other}"),
+                ),
+            };
+            err.into()
+        })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn require_scim_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some(state) = req.app_data::<State>().cloned() else {
+        let res = ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
+            .error_response();
+        return Ok(req.into_response(res).map_into_right_body());
+    };
+    match auth::authenticate(&state.store, bearer(req.headers()), Scope::Scim).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(e) => {
+            let res = ScimError::from(e).error_response();
+            Ok(req.into_response(res).map_into_right_body())
+        }
+    }
+}
+
+/// `https://host/scim/v2`: the configured public URL, else the request's own scheme and host.
+pub fn base_url(state: &State, req: &HttpRequest) -> String {
+    match &state.settings.public_url {
+        Some(u) => format!("{}/scim/v2", u.trim_end_matches('/')),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}/scim/v2", info.scheme(), info.host())
+        }
+    }
+}
+
+/// Query parameters of a list request.
+pub struct ListParams {
+    pub query: ListQuery,
+    pub excluded_members: bool,
+}
+
+pub fn list_params(state: &State, q: &HashMap<String, String>) -> Result<ListParams, ScimError> {
+    let get = |name: &str| {
+        q.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let int = |name: &str| -> Result<Option<i64>, ScimError> {
+        get(name)
+            .map(|v| {
+                v.trim().parse::<i64>().map_err(|_| {
+                    ScimError::bad_request(
+                        ScimType::InvalidValue,
+                        format!("\"{name}\" must be an integer, not \"{v}\""),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let start_index = int("startIndex")?.unwrap_or(1).max(1);
+    let count = int("count")?
+        .unwrap_or(state.settings.default_page_size)
+        .clamp(0, state.settings.max_page_size);
+    let filter = match get("filter") {
+        Some(f) if !f.trim().is_empty() => {
+            Some(crate::scim::filter::parse_filter(f).map_err(|e| {
+                ScimError::bad_request(ScimType::InvalidFilter, format!("invalid filter: {e}"))
+            })?)
+        }
+        _ => None,
+    };
+    Ok(ListParams {
+        query: ListQuery {
+            filter,
+            start_index,
+            count,
+        },
+        excluded_members: excludes(get("excludedAttributes"), "members"),
+    })
+}
+
+/// Does a comma-separated `excludedAttributes` list name `attr`?
+pub fn excludes(list: Option<&str>, attr: &str) -> bool {
+    list.is_some_and(|l| l.split(',').any(|a| a.trim().eq_ignore_ascii_case(attr)))
+}
+
+/// A ListResponse.
+pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> HttpResponse {
+    let body = json!({
+        "schemas": [LIST_RESPONSE_SCHEMA],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+        "startIndex": start_index,
+        "Resources": resources,
+    });
+    HttpResponse::Ok()
+        .content_type(SCIM_CONTENT_TYPE)
+        .body(body.to_string())
+}
+
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// `If-Match`: `None` when absent or `*`; a version otherwise. A tag that is not one of ours
+/// can never match, which is a 412.
+pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ScimError> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or("").trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    v.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| {
+            ScimError::new(
+                StatusCode::PRECONDITION_FAILED,
+                Some("invalidVers"),
+                "If-Match does not match the resource's version",
+            )
+        })
+}
+
+/// `If-None-Match` names the current version: answer 304.
+pub fn not_modified(req: &HttpRequest, version: i64) -> bool {
+    let tag = etag(version);
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == tag || t.trim() == "*" || t.trim() == &tag[2..])
+        })
+}
+
+/// The `meta` block of a resource.
+pub fn meta(
+    resource_type: &str,
+    location: String,
+    created: &str,
+    last_modified: &str,
+    version: i64,
+) -> Value {
+    json!({
+        "resourceType": resource_type,
+        "created": created,
+        "lastModified": last_modified,
+        "location": location,
+        "version": etag(version),
+    })
+}
+
+/// A single resource: 200/201 with `ETag` (and `Location` on create).
+pub fn resource_response(
+    status: StatusCode,
+    body: Map<String, Value>,
+    version: i64,
+) -> HttpResponse {
+    let location = body
+        .get("meta")
+        .and_then(|m| m.get("location"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut res = HttpResponse::build(status);
+    res.content_type(SCIM_CONTENT_TYPE)
+        .insert_header((header::ETAG, etag(version)));
+    if status == StatusCode::CREATED {
+        if let Some(l) = location {
+            res.insert_header((header::LOCATION, l));
+        }
+    }
+    res.body(Value::Object(body).to_string())
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "method not allowed on this endpoint",
+    )
+    .error_response()
+}

@@ -1,0 +1,163 @@
+//! `/scim/v2/Users`.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::{
+    base_url, if_match, list_params, list_response, meta, method_not_allowed, not_modified,
+    resource_response,
+};
+use crate::http::error::ScimError;
+use crate::http::State;
+use crate::provision;
+use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
+use crate::store::UserRow;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/Users")
+            .name("users")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/Users/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(replace))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// A stored user as SCIM JSON.
+pub fn render(user: UserRow, base: &str) -> Map<String, Value> {
+    let mut doc = user.doc;
+    let mut schemas = vec![json!(USER_SCHEMA)];
+    if doc.contains_key(ENTERPRISE_USER_SCHEMA) {
+        schemas.push(json!(ENTERPRISE_USER_SCHEMA));
+    }
+    doc.insert("schemas".into(), Value::Array(schemas));
+    doc.insert("id".into(), json!(user.id));
+    doc.insert("active".into(), json!(user.active));
+    if !user.groups.is_empty() {
+        let groups = user
+            .groups
+            .iter()
+            .map(|g| json!({"value": g.id, "display": g.display, "type": "direct", "$ref": format!("{base}/Groups/{}", g.id)}))
+            .collect();
+        doc.insert("groups".into(), Value::Array(groups));
+    }
+    let location = format!("{base}/Users/{}", user.id);
+    doc.insert(
+        "meta".into(),
+        meta(
+            "User",
+            location,
+            &user.created,
+            &user.last_modified,
+            user.version,
+        ),
+    );
+    doc
+}
+
+async fn create(
+    state: State,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let user = provision::create_user(&state.store, body.into_inner()).await?;
+    state.metrics.scim_op("User", "create");
+    let version = user.version;
+    Ok(resource_response(
+        StatusCode::CREATED,
+        render(user, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn get(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ScimError> {
+    let user = state.store.get_user(&id).await?;
+    if not_modified(&req, user.version) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(("ETag", super::etag(user.version)))
+            .finish());
+    }
+    let version = user.version;
+    Ok(resource_response(
+        StatusCode::OK,
+        render(user, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn replace(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let user =
+        provision::replace_user(&state.store, &id, body.into_inner(), if_match(&req)?).await?;
+    state
+        .metrics
+        .scim_op("User", if user.active { "replace" } else { "deactivate" });
+    let version = user.version;
+    Ok(resource_response(
+        StatusCode::OK,
+        render(user, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn patch(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let user = provision::patch_user(&state.store, &id, body.into_inner(), if_match(&req)?).await?;
+    state
+        .metrics
+        .scim_op("User", if user.active { "patch" } else { "deactivate" });
+    let version = user.version;
+    Ok(resource_response(
+        StatusCode::OK,
+        render(user, &base_url(&state, &req)),
+        version,
+    ))
+}
+
+async fn delete(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ScimError> {
+    state.store.delete_user(&id, if_match(&req)?).await?;
+    state.metrics.scim_op("User", "delete");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list(
+    state: State,
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ScimError> {
+    let p = list_params(&state, &q)?;
+    let (total, users) = state.store.list_users(&p.query).await?;
+    let base = base_url(&state, &req);
+    let resources = users
+        .into_iter()
+        .map(|u| Value::Object(render(u, &base)))
+        .collect();
+    Ok(list_response(total, p.query.start_index, resources))
+}

@@ -1,0 +1,12 @@
+//! rolecall: SCIM 2.0 provisioning from an identity provider, and the roles that follow.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod provision;
+pub mod scim;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,117 @@
+//! Provisioning operations: SCIM protocol logic (validation, PATCH) joined to the store.
+//! PATCH is read, apply in memory, write conditionally on the version read; a concurrent
+//! writer makes the write miss and the operation is retried from a fresh read.
+
+use serde_json::Value;
+
+use crate::scim::patch::{self, MemberChange};
+use crate::scim::resource::{normalize, parse_members, ResourceKind};
+use crate::store::{GroupRow, Store, StoreError, UserRow};
+
+const PATCH_ATTEMPTS: usize = 5;
+
+pub async fn create_user(store: &Store, body: Value) -> Result<UserRow, StoreError> {
+    let n = normalize(ResourceKind::User, body)?;
+    store.create_user(&n).await
+}
+
+pub async fn replace_user(
+    store: &Store,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+) -> Result<UserRow, StoreError> {
+    let n = normalize(ResourceKind::User, body)?;
+    store.replace_user(id, &n, if_match).await
+}
+
+pub async fn patch_user(
+    store: &Store,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+) -> Result<UserRow, StoreError> {
+    let ops = patch::parse_patch(body)?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = store.get_user(id).await?;
+        check_version(if_match, current.version)?;
+        let mut doc = current.doc.clone();
+        patch::apply(ResourceKind::User, &mut doc, &ops)?;
+        let n = normalize(ResourceKind::User, Value::Object(doc))?;
+        match store.replace_user(id, &n, Some(current.version)).await {
+            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => continue,
+            other => return other,
+        }
+    }
+    Err(StoreError::Conflict(
+        "the user is being changed concurrently; retry".into(),
+    ))
+}
+
+fn check_version(if_match: Option<i64>, current: i64) -> Result<(), StoreError> {
+    match if_match {
+        Some(v) if v != current => Err(StoreError::PreconditionFailed(v)),
+        _ => Ok(()),
+    }
+}
+
+/// Split a group document into its stored part and its member list.
+fn group_parts(
+    body: Value,
+) -> Result<(crate::scim::resource::Normalized, Vec<MemberChange>), StoreError> {
+    let mut n = normalize(ResourceKind::Group, body)?;
+    let members = match n.doc.remove("members") {
+        Some(m) => parse_members(&m)?,
+        None => Vec::new(),
+    };
+    Ok((n, vec![MemberChange::Replace(members)]))
+}
+
+pub async fn create_group(store: &Store, body: Value) -> Result<GroupRow, StoreError> {
+    let (n, changes) = group_parts(body)?;
+    let members = match changes.into_iter().next() {
+        Some(MemberChange::Replace(m)) => m,
+        _ => Vec::new(),
+    };
+    store.create_group(&n, &members).await
+}
+
+pub async fn replace_group(
+    store: &Store,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+    with_members: bool,
+) -> Result<GroupRow, StoreError> {
+    let (n, changes) = group_parts(body)?;
+    store
+        .update_group(id, &n, &changes, if_match, with_members)
+        .await
+}
+
+pub async fn patch_group(
+    store: &Store,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+    with_members: bool,
+) -> Result<GroupRow, StoreError> {
+    let ops = patch::parse_patch(body)?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = store.get_group(id, false).await?;
+        check_version(if_match, current.version)?;
+        let mut doc = current.doc.clone();
+        let changes = patch::apply(ResourceKind::Group, &mut doc, &ops)?;
+        let n = normalize(ResourceKind::Group, Value::Object(doc))?;
+        match store
+            .update_group(id, &n, &changes, Some(current.version), with_members)
+            .await
+        {
+            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => continue,
+            other => return other,
+        }
+    }
+    Err(StoreError::Conflict(
+        "the group is being changed concurrently; retry".into(),
+    ))
+}

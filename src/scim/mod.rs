@@ -1,0 +1,8 @@
+//! Pure SCIM protocol code (RFC 7643/7644): schemas, resource validation, the filter
+//! grammar and the PATCH engine. No HTTP, no database, no async.
+
+pub mod error;
+pub mod filter;
+pub mod patch;
+pub mod resource;
+pub mod schema;

@@ -1,0 +1,125 @@
+//! Build the application: connect and migrate the store, bind the listener (port 0 works),
+//! and run until a shutdown future completes.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreOptions};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = connect(&settings).await?;
+        Self::build_with_store(settings, store)
+    }
+
+    pub fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.workers;
+        let limit = settings.max_body_bytes;
+        let state = web::Data::new(Arc::new(AppState {
+            store: store.clone(),
+            settings,
+            metrics: Metrics::new()?,
+        }));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(http::observe))
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(http::scim::json_config(limit))
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(10);
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            port,
+            server,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serve until `shutdown` completes, then stop gracefully and close the database.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            res = &mut server => res?,
+            () = shutdown => {
+                tracing::info!("shutting down");
+                // the server future must keep running to act on the stop command
+                let (_, res) = tokio::join!(handle.stop(true), &mut server);
+                res?;
+            }
+        }
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Connect to the configured database and apply migrations.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+    let opts = StoreOptions {
+        max_connections: settings.db_max_connections,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&settings.database_url, &opts)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open database {}",
+                crate::config::redact_url(&settings.database_url)
+            )
+        })?;
+    store.migrate().await.context("database migration failed")?;
+    Ok(store)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,353 @@
+//! Groups and their membership table. Membership changes are applied as deltas of
+//! (group, member) rows inside the same transaction as the group's new version, so adding
+//! ten members to a group of 100,000 touches ten rows.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::filter_sql::{compile, ListQuery};
+use super::users::bind_params;
+use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
+use crate::scim::error::ProtocolError;
+use crate::scim::patch::MemberChange;
+use crate::scim::resource::{MemberRef, Normalized, ResourceKind};
+
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    pub id: String,
+    pub doc: Map<String, Value>,
+    pub version: i64,
+    pub created: String,
+    pub last_modified: String,
+    /// `None` when the caller asked not to read the membership table.
+    pub members: Option<Vec<MemberRow>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub value: String,
+    pub kind: String,
+    pub display: Option<String>,
+}
+
+const COLS: &str = "r.id, r.doc, r.version, r.created, r.last_modified";
+
+fn from_row(row: &AnyRow) -> Result<GroupRow> {
+    Ok(GroupRow {
+        id: row.try_get("id")?,
+        doc: parse_doc(row.try_get::<&str, _>("doc")?)?,
+        version: row.try_get("version")?,
+        created: row.try_get("created")?,
+        last_modified: row.try_get("last_modified")?,
+        members: None,
+    })
+}
+
+/// The stored document of a group: everything but `members`.
+fn doc_text(doc: &Map<String, Value>) -> Result<String> {
+    let mut d = doc.clone();
+    d.remove("members");
+    serde_json::to_string(&d).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Resolve member ids to their types, failing with `invalidValue` on any unknown id.
+/// Members are never created implicitly.
+async fn resolve_members(
+    tx: &mut Transaction<'_, Any>,
+    group_id: &str,
+    members: &[MemberRef],
+) -> Result<Vec<(String, &'static str)>> {
+    let mut kinds: HashMap<String, &'static str> = HashMap::with_capacity(members.len());
+    for chunk in members.chunks(CHUNK) {
+        let list = placeholders(1, chunk.len());
+        let sql = format!(
+            "SELECT id, 'User' AS kind FROM scim_users WHERE id IN ({list}) \
+             UNION ALL SELECT id, 'Group' AS kind FROM scim_groups WHERE id IN ({list})"
+        );
+        let mut q = sqlx::query(&sql);
+        for m in chunk {
+            q = q.bind(m.value.clone());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let id: String = row.try_get(0)?;
+            let kind: String = row.try_get(1)?;
+            kinds.insert(id, if kind == "Group" { "Group" } else { "User" });
+        }
+    }
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        if m.value == group_id {
+            return Err(
+                ProtocolError::invalid_value("a group cannot be a member of itself").into(),
+            );
+        }
+        let Some(kind) = kinds.get(&m.value) else {
+            return Err(ProtocolError::invalid_value(format!(
+                "member \"{}\" is not a known User or Group id",
+                m.value
+            ))
+            .into());
+        };
+        if let Some(said) = &m.kind {
+            if said != kind {
+                return Err(ProtocolError::invalid_value(format!(
+                    "member \"{}\" is a {kind}, not a {said}",
+                    m.value
+                ))
+                .into());
+            }
+        }
+        out.push((m.value.clone(), *kind));
+    }
+    Ok(out)
+}
+
+async fn add_members(
+    tx: &mut Transaction<'_, Any>,
+    group_id: &str,
+    members: &[MemberRef],
+) -> Result<()> {
+    let resolved = resolve_members(tx, group_id, members).await?;
+    for chunk in resolved.chunks(CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO scim_members (group_id, member_id, member_type) VALUES {values} \
+             ON CONFLICT (group_id, member_id) DO NOTHING"
+        );
+        let mut q = sqlx::query(&sql).bind(group_id.to_string());
+        for (id, kind) in chunk {
+            q = q.bind(id.clone()).bind(kind.to_string());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn remove_members(
+    tx: &mut Transaction<'_, Any>,
+    group_id: &str,
+    ids: &[String],
+) -> Result<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM scim_members WHERE group_id = $1 AND member_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(group_id.to_string());
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn apply_changes(
+    tx: &mut Transaction<'_, Any>,
+    group_id: &str,
+    changes: &[MemberChange],
+) -> Result<()> {
+    for change in changes {
+        match change {
+            MemberChange::Add(m) => add_members(tx, group_id, m).await?,
+            MemberChange::Remove(ids) => remove_members(tx, group_id, ids).await?,
+            MemberChange::RemoveAll | MemberChange::Replace(_) => {
+                sqlx::query("DELETE FROM scim_members WHERE group_id = $1")
+                    .bind(group_id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                if let MemberChange::Replace(m) = change {
+                    add_members(tx, group_id, m).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    #[tracing::instrument(skip_all)]
+    pub async fn create_group(&self, n: &Normalized, members: &[MemberRef]) -> Result<GroupRow> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let ts = now();
+        let display = n.display_name.clone().unwrap_or_default();
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO scim_groups (id, display_name, display_name_lower, external_id, doc, \
+             version, created, last_modified) VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+        )
+        .bind(id.clone())
+        .bind(display.clone())
+        .bind(display.to_lowercase())
+        .bind(n.external_id.clone())
+        .bind(doc_text(&n.doc)?)
+        .bind(ts)
+        .execute(&mut *tx)
+        .await?;
+        add_members(&mut tx, &id, members).await?;
+        tx.commit().await?;
+        self.get_group(&id, true).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn get_group(&self, id: &str, with_members: bool) -> Result<GroupRow> {
+        let row = sqlx::query(&format!("SELECT {COLS} FROM scim_groups r WHERE r.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut group = from_row(&row)?;
+        if with_members {
+            self.attach_members(std::slice::from_mut(&mut group))
+                .await?;
+        }
+        Ok(group)
+    }
+
+    /// Write a group's new document and apply membership deltas in one transaction.
+    /// `expected` is the version the change was computed from.
+    #[tracing::instrument(skip_all)]
+    pub async fn update_group(
+        &self,
+        id: &str,
+        n: &Normalized,
+        changes: &[MemberChange],
+        expected: Option<i64>,
+        with_members: bool,
+    ) -> Result<GroupRow> {
+        let display = n.display_name.clone().unwrap_or_default();
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE scim_groups SET display_name = $1, display_name_lower = $2, external_id = $3, \
+             doc = $4, version = version + 1, last_modified = $5 \
+             WHERE id = $6 AND ($7 < 0 OR version = $7)",
+        )
+        .bind(display.clone())
+        .bind(display.to_lowercase())
+        .bind(n.external_id.clone())
+        .bind(doc_text(&n.doc)?)
+        .bind(now())
+        .bind(id.to_string())
+        .bind(expected.unwrap_or(-1))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            drop(tx);
+            return Err(self.missing_or_stale("scim_groups", id, expected).await);
+        }
+        apply_changes(&mut tx, id, changes).await?;
+        tx.commit().await?;
+        self.get_group(id, with_members).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_group(&self, id: &str, expected: Option<i64>) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        // the group may itself be a member of other groups
+        sqlx::query(
+            "UPDATE scim_groups SET version = version + 1, last_modified = $1 \
+             WHERE id IN (SELECT group_id FROM scim_members WHERE member_id = $2)",
+        )
+        .bind(now())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        for sql in [
+            "DELETE FROM scim_members WHERE member_id = $1",
+            "DELETE FROM scim_members WHERE group_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done =
+            sqlx::query("DELETE FROM scim_groups WHERE id = $1 AND ($2 < 0 OR version = $2)")
+                .bind(id.to_string())
+                .bind(expected.unwrap_or(-1))
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            drop(tx);
+            return Err(self.missing_or_stale("scim_groups", id, expected).await);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list_groups(
+        &self,
+        q: &ListQuery,
+        with_members: bool,
+    ) -> Result<(i64, Vec<GroupRow>)> {
+        let (cond, params) = match &q.filter {
+            Some(f) => {
+                let c = compile(ResourceKind::Group, f, 1)?;
+                (c.sql, c.params)
+            }
+            None => ("TRUE".to_string(), Vec::new()),
+        };
+        let count_sql = format!("SELECT COUNT(*) AS n FROM scim_groups r WHERE {cond}");
+        let total: i64 = bind_params(sqlx::query(&count_sql), &params)
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        if q.count <= 0 || total < q.start_index {
+            return Ok((total, Vec::new()));
+        }
+        let n = params.len();
+        let page_sql = format!(
+            "SELECT {COLS} FROM scim_groups r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let rows = bind_params(sqlx::query(&page_sql), &params)
+            .bind(q.count)
+            .bind(q.start_index - 1)
+            .fetch_all(&self.read)
+            .await?;
+        let mut groups = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        if with_members {
+            self.attach_members(&mut groups).await?;
+        }
+        Ok((total, groups))
+    }
+
+    async fn attach_members(&self, groups: &mut [GroupRow]) -> Result<()> {
+        for chunk in groups.chunks_mut(CHUNK) {
+            let sql = format!(
+                "SELECT m.group_id, m.member_id, m.member_type, \
+                 COALESCE(u.display_name, u.user_name, g.display_name) AS display \
+                 FROM scim_members m \
+                 LEFT JOIN scim_users u ON m.member_type = 'User' AND u.id = m.member_id \
+                 LEFT JOIN scim_groups g ON m.member_type = 'Group' AND g.id = m.member_id \
+                 WHERE m.group_id IN ({}) ORDER BY m.group_id, m.member_id",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for g in chunk.iter() {
+                q = q.bind(g.id.clone());
+            }
+            let mut by_group: HashMap<String, Vec<MemberRow>> = HashMap::new();
+            for row in q.fetch_all(&self.read).await? {
+                let group: String = row.try_get(0)?;
+                by_group.entry(group).or_default().push(MemberRow {
+                    value: row.try_get(1)?,
+                    kind: row.try_get(2)?,
+                    display: row.try_get(3)?,
+                });
+            }
+            for g in chunk.iter_mut() {
+                g.members = Some(by_group.remove(&g.id).unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+}

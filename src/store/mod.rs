@@ -1,0 +1,247 @@
+//! Storage: one [`Store`] over SQLite or PostgreSQL, chosen once from the database URL.
+//!
+//! Every statement is written once and runs on both back-ends through sqlx's `Any` driver
+//! (placeholders are `$1`, `$2`…, which both accept; ids, timestamps and documents are text).
+//! The true dialect differences are confined to construction: SQLite gets WAL, a single
+//! writer connection (writes queue in the pool instead of spinning on the file lock) and a
+//! separate reader pool; PostgreSQL gets one pool for both.
+
+mod filter_sql;
+mod groups;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use filter_sql::ListQuery;
+pub use groups::{GroupRow, MemberRow};
+pub use tokens::TokenRow;
+pub use users::{GroupRef, UserRow};
+
+use crate::scim::error::ProtocolError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the resource has changed since version {0}")]
+    PreconditionFailed(i64),
+    #[error(transparent)]
+    Invalid(#[from] ProtocolError),
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                let msg = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
+                let what = if msg.contains("external_id") {
+                    "externalId"
+                } else if msg.contains("user_name") {
+                    "userName"
+                } else if msg.contains("api_tokens") || msg.contains("name") {
+                    "name"
+                } else {
+                    "a unique attribute"
+                };
+                StoreError::Conflict(format!("{what} is already in use"))
+            }
+            // SQLite reports "database is locked"/"unable to open" as database errors
+            sqlx::Error::Database(db)
+                if db.message().contains("database is locked")
+                    || db.message().contains("unable to open") =>
+            {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The database: pools plus the one copy of every statement.
+#[derive(Clone)]
+pub struct Store {
+    write: AnyPool,
+    read: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// `sqlite://path` gains `mode=rwc` (create the file if missing) unless a mode is given.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+impl Store {
+    pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Unavailable(sqlx::Error::Configuration(
+                "the database URL must start with sqlite: or postgres://".into(),
+            )));
+        };
+        match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url);
+                let connect = AnyConnectOptions::from_str(&url)?;
+                let pool = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .min_connections(1)
+                        .acquire_timeout(opts.acquire_timeout)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let write = pool(1).connect_with(connect.clone()).await?;
+                let read = pool(opts.max_connections.clamp(1, 4))
+                    .connect_with(connect)
+                    .await?;
+                Ok(Self {
+                    write,
+                    read,
+                    backend,
+                })
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(opts.max_connections.max(2))
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect(url)
+                    .await?;
+                Ok(Self {
+                    write: pool.clone(),
+                    read: pool,
+                    backend,
+                })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Apply pending migrations (idempotent).
+    pub async fn migrate(&self) -> std::result::Result<(), sqlx::migrate::MigrateError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATOR.run(&self.write).await,
+            Backend::Postgres => POSTGRES_MIGRATOR.run(&self.write).await,
+        }
+    }
+
+    /// Is the database reachable?
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// (pool name, open connections, idle connections) for metrics.
+    pub fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        let mut out = vec![("write", self.write.size(), self.write.num_idle())];
+        if self.backend == Backend::Sqlite {
+            out.push(("read", self.read.size(), self.read.num_idle()));
+        }
+        out
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Now, as stored: RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `$first, $first+1, …` placeholders for an IN list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_doc(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(StoreError::Corrupt(
+            "resource document is not an object".into(),
+        )),
+        Err(e) => Err(StoreError::Corrupt(format!("resource document: {e}"))),
+    }
+}
+
+/// The largest number of bind parameters used in one IN list (well under both back-ends' limits).
+const CHUNK: usize = 500;

@@ -1,0 +1,77 @@
+//! API tokens: only a SHA-256 hash of each secret is stored.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub scope: String,
+    pub secret_hash: String,
+    pub created: String,
+}
+
+fn from_row(row: &AnyRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        scope: row.try_get("scope")?,
+        secret_hash: row.try_get("secret_hash")?,
+        created: row.try_get("created")?,
+    })
+}
+
+impl Store {
+    pub async fn create_token(&self, t: &TokenRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, scope, secret_hash, created) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(t.id.clone())
+        .bind(t.name.clone())
+        .bind(t.scope.clone())
+        .bind(t.secret_hash.clone())
+        .bind(t.created.clone())
+        .execute(&self.write)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("a token named \"{}\" already exists", t.name))
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, scope, secret_hash, created FROM api_tokens ORDER BY name",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn find_token(&self, id: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, scope, secret_hash, created FROM api_tokens WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+            .bind(name.to_string())
+            .execute(&self.write)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,288 @@
+//! Users: one row per user with the searchable attributes as columns, the full document as
+//! JSON text, and e-mail values in a child table for `emails.value` filters.
+
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::filter_sql::{compile, ListQuery, Param};
+use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
+use crate::scim::resource::{Normalized, ResourceKind};
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub active: bool,
+    pub doc: Map<String, Value>,
+    pub version: i64,
+    pub created: String,
+    pub last_modified: String,
+    /// Groups the user is a direct member of.
+    pub groups: Vec<GroupRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub id: String,
+    pub display: String,
+}
+
+const COLS: &str = "r.id, r.doc, r.version, r.created, r.last_modified";
+
+fn from_row(row: &AnyRow) -> Result<UserRow> {
+    // `active` is also a column (for filters), but the Any driver cannot decode SQLite
+    // booleans, so it is read from the document, where normalize() always sets it.
+    let doc = parse_doc(row.try_get::<&str, _>("doc")?)?;
+    Ok(UserRow {
+        id: row.try_get("id")?,
+        active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+        doc,
+        version: row.try_get("version")?,
+        created: row.try_get("created")?,
+        last_modified: row.try_get("last_modified")?,
+        groups: Vec::new(),
+    })
+}
+
+pub(super) fn bind_params<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    params: &[Param],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for p in params {
+        q = match p {
+            Param::Text(s) => q.bind(s.clone()),
+            Param::Bool(b) => q.bind(*b),
+        };
+    }
+    q
+}
+
+fn doc_text(doc: &Map<String, Value>) -> Result<String> {
+    serde_json::to_string(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn insert_emails(tx: &mut Transaction<'_, Any>, id: &str, emails: &[String]) -> Result<()> {
+    for chunk in emails.chunks(CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, ${})", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO scim_emails (user_id, value_lower) VALUES {values}");
+        let mut q = sqlx::query(&sql).bind(id.to_string());
+        for e in chunk {
+            q = q.bind(e.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    #[tracing::instrument(skip_all)]
+    pub async fn create_user(&self, n: &Normalized) -> Result<UserRow> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let ts = now();
+        let doc = doc_text(&n.doc)?;
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO scim_users (id, user_name, user_name_lower, external_id, display_name, \
+             display_name_lower, active, doc, version, created, last_modified) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)",
+        )
+        .bind(id.clone())
+        .bind(n.user_name.clone())
+        .bind(n.user_name.to_lowercase())
+        .bind(n.external_id.clone())
+        .bind(n.display_name.clone())
+        .bind(n.display_name.as_deref().map(str::to_lowercase))
+        .bind(n.active)
+        .bind(doc)
+        .bind(ts.clone())
+        .execute(&mut *tx)
+        .await?;
+        insert_emails(&mut tx, &id, &n.emails).await?;
+        tx.commit().await?;
+        Ok(UserRow {
+            id,
+            active: n.active,
+            doc: n.doc.clone(),
+            version: 1,
+            created: ts.clone(),
+            last_modified: ts,
+            groups: Vec::new(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn get_user(&self, id: &str) -> Result<UserRow> {
+        let row = sqlx::query(&format!("SELECT {COLS} FROM scim_users r WHERE r.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut user = from_row(&row)?;
+        self.attach_groups(std::slice::from_mut(&mut user)).await?;
+        Ok(user)
+    }
+
+    /// Replace a user's document. `expected` is the version the change was computed from.
+    #[tracing::instrument(skip_all)]
+    pub async fn replace_user(
+        &self,
+        id: &str,
+        n: &Normalized,
+        expected: Option<i64>,
+    ) -> Result<UserRow> {
+        let ts = now();
+        let doc = doc_text(&n.doc)?;
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "UPDATE scim_users SET user_name = $1, user_name_lower = $2, external_id = $3, \
+             display_name = $4, display_name_lower = $5, active = $6, doc = $7, \
+             version = version + 1, last_modified = $8 \
+             WHERE id = $9 AND ($10 < 0 OR version = $10) RETURNING version, created",
+        )
+        .bind(n.user_name.clone())
+        .bind(n.user_name.to_lowercase())
+        .bind(n.external_id.clone())
+        .bind(n.display_name.clone())
+        .bind(n.display_name.as_deref().map(str::to_lowercase))
+        .bind(n.active)
+        .bind(doc)
+        .bind(ts.clone())
+        .bind(id.to_string())
+        .bind(expected.unwrap_or(-1))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            drop(tx);
+            return Err(self.missing_or_stale("scim_users", id, expected).await);
+        };
+        sqlx::query("DELETE FROM scim_emails WHERE user_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        insert_emails(&mut tx, id, &n.emails).await?;
+        tx.commit().await?;
+        let mut user = UserRow {
+            id: id.to_string(),
+            active: n.active,
+            doc: n.doc.clone(),
+            version: row.try_get("version")?,
+            created: row.try_get("created")?,
+            last_modified: ts,
+            groups: Vec::new(),
+        };
+        self.attach_groups(std::slice::from_mut(&mut user)).await?;
+        Ok(user)
+    }
+
+    /// After an update matched no row: was the resource missing, or at another version?
+    pub(super) async fn missing_or_stale(
+        &self,
+        table: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> StoreError {
+        let sql = format!("SELECT version FROM {table} WHERE id = $1");
+        match sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.write)
+            .await
+        {
+            Ok(Some(_)) => StoreError::PreconditionFailed(expected.unwrap_or(-1)),
+            Ok(None) => StoreError::NotFound,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Delete a user and its memberships; groups that contained it get a new version.
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_user(&self, id: &str, expected: Option<i64>) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "UPDATE scim_groups SET version = version + 1, last_modified = $1 \
+             WHERE id IN (SELECT group_id FROM scim_members WHERE member_id = $2)",
+        )
+        .bind(now())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM scim_members WHERE member_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM scim_users WHERE id = $1 AND ($2 < 0 OR version = $2)")
+            .bind(id.to_string())
+            .bind(expected.unwrap_or(-1))
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            drop(tx);
+            return Err(self.missing_or_stale("scim_users", id, expected).await);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of users matching the query, and the total number that match.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_users(&self, q: &ListQuery) -> Result<(i64, Vec<UserRow>)> {
+        let (cond, params) = match &q.filter {
+            Some(f) => {
+                let c = compile(ResourceKind::User, f, 1)?;
+                (c.sql, c.params)
+            }
+            None => ("TRUE".to_string(), Vec::new()),
+        };
+        let count_sql = format!("SELECT COUNT(*) AS n FROM scim_users r WHERE {cond}");
+        let total: i64 = bind_params(sqlx::query(&count_sql), &params)
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        if q.count <= 0 || total < q.start_index {
+            return Ok((total, Vec::new()));
+        }
+        let n = params.len();
+        let page_sql = format!(
+            "SELECT {COLS} FROM scim_users r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let rows = bind_params(sqlx::query(&page_sql), &params)
+            .bind(q.count)
+            .bind(q.start_index - 1)
+            .fetch_all(&self.read)
+            .await?;
+        let mut users = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        self.attach_groups(&mut users).await?;
+        Ok((total, users))
+    }
+
+    /// Fill in `groups` (direct memberships) for a page of users with one query per chunk.
+    async fn attach_groups(&self, users: &mut [UserRow]) -> Result<()> {
+        for chunk in users.chunks_mut(CHUNK) {
+            let sql = format!(
+                "SELECT m.member_id, g.id, g.display_name FROM scim_members m \
+                 JOIN scim_groups g ON g.id = m.group_id WHERE m.member_id IN ({}) ORDER BY g.seq",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for u in chunk.iter() {
+                q = q.bind(u.id.clone());
+            }
+            for row in q.fetch_all(&self.read).await? {
+                let member: String = row.try_get(0)?;
+                let group = GroupRef {
+                    id: row.try_get(1)?,
+                    display: row.try_get(2)?,
+                };
+                if let Some(u) = chunk.iter_mut().find(|u| u.id == member) {
+                    u.groups.push(group);
+                }
+            }
+        }
+        Ok(())
+    }
+}
