@@ -1,0 +1,10 @@
+//! One integration-test binary: every test starts the real server on a random port and
+//! talks HTTP to it, once on SQLite and once on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod errors;
+mod groups;
+mod users;
