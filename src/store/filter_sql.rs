@@ -20,6 +20,20 @@ pub enum Param {
     Bool(bool),
 }
 
+/// Bind compiled filter parameters to a query, in order.
+pub fn bind<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    params: &[Param],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for p in params {
+        q = match p {
+            Param::Text(s) => q.bind(s.clone()),
+            Param::Bool(b) => q.bind(*b),
+        };
+    }
+    q
+}
+
 /// How one attribute is stored.
 #[derive(Debug, Clone, Copy)]
 enum Col {

@@ -8,8 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::filter_sql::{compile, ListQuery};
-use super::users::bind_params;
+use super::filter_sql::ListQuery;
 use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
 use crate::scim::error::ProtocolError;
 use crate::scim::patch::MemberChange;
@@ -287,31 +286,8 @@ impl Store {
         q: &ListQuery,
         with_members: bool,
     ) -> Result<(i64, Vec<GroupRow>)> {
-        let (cond, params) = match &q.filter {
-            Some(f) => {
-                let c = compile(ResourceKind::Group, f, 1)?;
-                (c.sql, c.params)
-            }
-            None => ("TRUE".to_string(), Vec::new()),
-        };
-        let count_sql = format!("SELECT COUNT(*) AS n FROM scim_groups r WHERE {cond}");
-        let total: i64 = bind_params(sqlx::query(&count_sql), &params)
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?;
-        if q.count <= 0 || total < q.start_index {
-            return Ok((total, Vec::new()));
-        }
-        let n = params.len();
-        let page_sql = format!(
-            "SELECT {COLS} FROM scim_groups r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let rows = bind_params(sqlx::query(&page_sql), &params)
-            .bind(q.count)
-            .bind(q.start_index - 1)
-            .fetch_all(&self.read)
+        let (total, rows) = self
+            .list_rows("scim_groups", COLS, ResourceKind::Group, q)
             .await?;
         let mut groups = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         if with_members {

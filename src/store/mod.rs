@@ -243,5 +243,50 @@ fn parse_doc(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
     }
 }
 
+impl Store {
+    /// One page of `table` rows matching a list query, and the total that match. The
+    /// COUNT query is skipped when the page itself shows the total (a partial page).
+    async fn list_rows(
+        &self,
+        table: &str,
+        cols: &str,
+        kind: crate::scim::resource::ResourceKind,
+        q: &ListQuery,
+    ) -> Result<(i64, Vec<sqlx::any::AnyRow>)> {
+        use sqlx::Row;
+        let (cond, params) = match &q.filter {
+            Some(f) => {
+                let c = filter_sql::compile(kind, f, 1)?;
+                (c.sql, c.params)
+            }
+            None => ("TRUE".to_string(), Vec::new()),
+        };
+        let mut rows = Vec::new();
+        if q.count > 0 {
+            let n = params.len();
+            let page_sql = format!(
+                "SELECT {cols} FROM {table} r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
+                n + 1,
+                n + 2
+            );
+            rows = filter_sql::bind(sqlx::query(&page_sql), &params)
+                .bind(q.count)
+                .bind(q.start_index - 1)
+                .fetch_all(&self.read)
+                .await?;
+            let len = rows.len() as i64;
+            if (len > 0 || q.start_index == 1) && len < q.count {
+                return Ok((q.start_index - 1 + len, rows));
+            }
+        }
+        let count_sql = format!("SELECT COUNT(*) AS n FROM {table} r WHERE {cond}");
+        let total: i64 = filter_sql::bind(sqlx::query(&count_sql), &params)
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        Ok((total, rows))
+    }
+}
+
 /// The largest number of bind parameters used in one IN list (well under both back-ends' limits).
 const CHUNK: usize = 500;

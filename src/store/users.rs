@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::filter_sql::{compile, ListQuery, Param};
+use super::filter_sql::ListQuery;
 use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
 use crate::scim::resource::{Normalized, ResourceKind};
 
@@ -43,19 +43,6 @@ fn from_row(row: &AnyRow) -> Result<UserRow> {
         last_modified: row.try_get("last_modified")?,
         groups: Vec::new(),
     })
-}
-
-pub(super) fn bind_params<'q>(
-    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    params: &[Param],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-    for p in params {
-        q = match p {
-            Param::Text(s) => q.bind(s.clone()),
-            Param::Bool(b) => q.bind(*b),
-        };
-    }
-    q
 }
 
 fn doc_text(doc: &Map<String, Value>) -> Result<String> {
@@ -229,31 +216,8 @@ impl Store {
     /// A page of users matching the query, and the total number that match.
     #[tracing::instrument(skip_all)]
     pub async fn list_users(&self, q: &ListQuery) -> Result<(i64, Vec<UserRow>)> {
-        let (cond, params) = match &q.filter {
-            Some(f) => {
-                let c = compile(ResourceKind::User, f, 1)?;
-                (c.sql, c.params)
-            }
-            None => ("TRUE".to_string(), Vec::new()),
-        };
-        let count_sql = format!("SELECT COUNT(*) AS n FROM scim_users r WHERE {cond}");
-        let total: i64 = bind_params(sqlx::query(&count_sql), &params)
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?;
-        if q.count <= 0 || total < q.start_index {
-            return Ok((total, Vec::new()));
-        }
-        let n = params.len();
-        let page_sql = format!(
-            "SELECT {COLS} FROM scim_users r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let rows = bind_params(sqlx::query(&page_sql), &params)
-            .bind(q.count)
-            .bind(q.start_index - 1)
-            .fetch_all(&self.read)
+        let (total, rows) = self
+            .list_rows("scim_users", COLS, ResourceKind::User, q)
             .await?;
         let mut users = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         self.attach_groups(&mut users).await?;
