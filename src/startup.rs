@@ -9,7 +9,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
@@ -42,7 +41,6 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http::observe))
-                .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .app_data(http::scim::json_config(limit))
                 .configure(http::routes)

@@ -33,10 +33,18 @@ pub async fn metrics(state: State) -> HttpResponse {
         .body(state.metrics.render(&state.store))
 }
 
-pub async fn not_allowed() -> HttpResponse {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this endpoint",
-    )
-    .error_response()
+/// 405 as a JSON problem body, with the `Allow` header.
+pub fn not_allowed(allow: &'static str) -> actix_web::Route {
+    actix_web::web::to(move || {
+        let mut res = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method not allowed; this endpoint allows {allow}"),
+        )
+        .error_response();
+        res.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        std::future::ready(res)
+    })
 }

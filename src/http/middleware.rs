@@ -1,4 +1,7 @@
-//! Per-request metrics and the `X-Request-Id` response header.
+//! The request span, the access log line, per-request metrics and `X-Request-Id`.
+//!
+//! The span records the method and the path without its query string, so a secret that a
+//! client puts in a query string never reaches the logs; headers are never recorded.
 
 use std::time::Instant;
 
@@ -6,9 +9,26 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
+use actix_web::Error;
+use tracing::Instrument;
 
 use super::State;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's `X-Request-Id` when it is short and plain, else a new UUID.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
 
 pub async fn observe(
     req: ServiceRequest,
@@ -17,24 +37,43 @@ pub async fn observe(
     let started = Instant::now();
     let state = req.app_data::<State>().cloned();
     let method = req.method().as_str().to_owned();
-    let request_id = req
-        .extensions()
-        .get::<tracing_actix_web::RequestId>()
-        .map(|id| id.to_string());
-    let mut res = next.call(req).await?;
+    let id = request_id(&req);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        path = %req.path(),
+        client = %req.connection_info().realip_remote_addr().unwrap_or("-"),
+    );
+    let result = next.call(req).instrument(span.clone()).await;
+    let mut res = match result {
+        Ok(res) => res,
+        Err(e) => {
+            span.in_scope(|| tracing::warn!(error = %e, "request failed"));
+            return Err(e);
+        }
+    };
     let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            route = %route,
+            latency_us = elapsed.as_micros() as u64,
+            "request"
+        )
+    });
     if let Some(state) = state {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
         state
             .metrics
-            .observe_request(&route, &method, status, started.elapsed().as_secs_f64());
+            .observe_request(&route, &method, status, elapsed.as_secs_f64());
     }
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), id);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
     }
     Ok(res)
 }

@@ -28,17 +28,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(health::healthz))
-            .default_service(web::to(health::not_allowed)),
+            .default_service(health::not_allowed("GET")),
     )
     .service(
         web::resource("/readyz")
             .route(web::get().to(health::readyz))
-            .default_service(web::to(health::not_allowed)),
+            .default_service(health::not_allowed("GET")),
     )
     .service(
         web::resource("/metrics")
             .route(web::get().to(health::metrics))
-            .default_service(web::to(health::not_allowed)),
+            .default_service(health::not_allowed("GET")),
     )
     .service(scim::scope());
 }

@@ -254,6 +254,17 @@ fn apply_path(
         return Ok(());
     }
     let schema = path.attr.schema.as_deref();
+    let core = schema.is_none_or(|s| s.eq_ignore_ascii_case(kind.core_schema()));
+    if core
+        && ["meta", "schemas"]
+            .iter()
+            .any(|a| path.attr.attr.eq_ignore_ascii_case(a))
+    {
+        return Err(ProtocolError::mutability(format!(
+            "attribute \"{}\" is read-only",
+            path.attr.attr
+        )));
+    }
     let def = kind.attr(schema, &path.attr.attr);
     if schema.is_some() && def.is_none() && kind.extension(schema.unwrap_or_default()).is_none() {
         let core = schema.is_some_and(|s| s.eq_ignore_ascii_case(kind.core_schema()));

@@ -79,9 +79,17 @@ impl From<sqlx::Error> for StoreError {
                 };
                 StoreError::Conflict(format!("{what} is already in use"))
             }
-            // SQLite reports "database is locked"/"unable to open" as database errors
+            // the database refuses or drops connections: PostgreSQL SQLSTATE classes 08
+            // (connection exception), 53 (insufficient resources), 57P (shutdown, cannot
+            // connect now) and 55000 (database not accepting connections); SQLite's
+            // "database is locked" / "unable to open"
             sqlx::Error::Database(db)
-                if db.message().contains("database is locked")
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57P")
+                        || c == "55000"
+                }) || db.message().contains("database is locked")
                     || db.message().contains("unable to open") =>
             {
                 StoreError::Unavailable(e)

@@ -6,12 +6,21 @@ use crate::both;
 use crate::helpers::{TestApp, GROUP, PATCH_OP};
 use crate::users::urlencode;
 
-both!(group_life_cycle, membership_patches, unknown_members_write_nothing, group_filters);
+both!(
+    group_life_cycle,
+    membership_patches,
+    unknown_members_write_nothing,
+    group_filters
+);
 
 fn member_ids(body: &Value) -> Vec<String> {
     let mut ids: Vec<String> = body["members"]
         .as_array()
-        .map(|a| a.iter().map(|m| m["value"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|m| m["value"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     ids.sort();
     ids
@@ -30,7 +39,10 @@ async fn group_life_cycle(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_string();
-    assert_eq!(r.header("location"), Some(format!("{}/scim/v2/Groups/{id}", app.address).as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{}/scim/v2/Groups/{id}", app.address).as_str())
+    );
     assert_eq!(r.body["meta"]["resourceType"], "Group");
     assert_eq!(r.body["members"][0]["type"], "User");
     assert_eq!(r.body["members"][0]["display"], "alice@example.com");
@@ -46,18 +58,30 @@ async fn group_life_cycle(app: TestApp) {
 
     // PUT replaces everything, members included
     let bob = app.create_user("bob@example.com").await;
-    let r = app.put(&format!("/scim/v2/Groups/{id}"), &json!({"schemas": [GROUP], "displayName": "eng", "members": [{"value": bob}]})).await;
+    let r = app
+        .put(
+            &format!("/scim/v2/Groups/{id}"),
+            &json!({"schemas": [GROUP], "displayName": "eng", "members": [{"value": bob}]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(member_ids(&r.body), vec![bob.clone()]);
     assert!(r.body.get("externalId").is_none());
 
     // excludedAttributes=members leaves them out
-    let r = app.get(&format!("/scim/v2/Groups/{id}?excludedAttributes=members")).await;
+    let r = app
+        .get(&format!("/scim/v2/Groups/{id}?excludedAttributes=members"))
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body.get("members").is_none());
 
-    assert_eq!(app.delete(&format!("/scim/v2/Groups/{id}")).await.status, 204);
-    app.get(&format!("/scim/v2/Groups/{id}")).await.assert_scim_error(404, None);
+    assert_eq!(
+        app.delete(&format!("/scim/v2/Groups/{id}")).await.status,
+        204
+    );
+    app.get(&format!("/scim/v2/Groups/{id}"))
+        .await
+        .assert_scim_error(404, None);
     // the member still exists, without the group
     let r = app.get(&format!("/scim/v2/Users/{bob}")).await;
     assert_eq!(r.status, 200);
@@ -73,10 +97,13 @@ async fn membership_patches(app: TestApp) {
 
     // Okta: remove one with a value filter and add another, in one request
     let r = app
-        .patch(&path, &json!({"schemas": [PATCH_OP], "Operations": [
-            {"op": "remove", "path": format!("members[value eq \"{a}\"]")},
-            {"op": "add", "path": "members", "value": [{"value": c}]}
-        ]}))
+        .patch(
+            &path,
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "remove", "path": format!("members[value eq \"{a}\"]")},
+                {"op": "add", "path": "members", "value": [{"value": c}]}
+            ]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(member_ids(&r.body), sorted(&[&b, &c]));
@@ -90,10 +117,13 @@ async fn membership_patches(app: TestApp) {
 
     // adding an existing member is idempotent; removing a non-member is a no-op
     let r = app
-        .patch(&path, &json!({"schemas": [PATCH_OP], "Operations": [
-            {"op": "Add", "path": "members", "value": [{"value": c}, {"value": a}]},
-            {"op": "remove", "path": "members[value eq \"not-a-member\"]"}
-        ]}))
+        .patch(
+            &path,
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "Add", "path": "members", "value": [{"value": c}, {"value": a}]},
+                {"op": "remove", "path": "members[value eq \"not-a-member\"]"}
+            ]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(member_ids(&r.body), sorted(&[&a, &c]));
@@ -112,11 +142,19 @@ async fn membership_patches(app: TestApp) {
     assert_eq!(r.body["members"][0]["display"], "eng");
 
     // remove all members
-    let r = app.patch(&path, &json!({"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": "members"}]})).await;
+    let r = app
+        .patch(
+            &path,
+            &json!({"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": "members"}]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["members"], json!([]));
     // users were never touched
-    assert_eq!(app.get("/scim/v2/Users?count=0").await.body["totalResults"], 3);
+    assert_eq!(
+        app.get("/scim/v2/Users?count=0").await.body["totalResults"],
+        3
+    );
 }
 
 async fn unknown_members_write_nothing(app: TestApp) {
@@ -126,14 +164,20 @@ async fn unknown_members_write_nothing(app: TestApp) {
         .await;
     r.assert_scim_error(400, Some("invalidValue"));
     assert!(r.body["detail"].as_str().unwrap().contains("no-such-user"));
-    assert_eq!(app.get("/scim/v2/Groups?count=0").await.body["totalResults"], 0);
+    assert_eq!(
+        app.get("/scim/v2/Groups?count=0").await.body["totalResults"],
+        0
+    );
 
     let g = app.create_group("eng", &[&a]).await;
     let r = app
-        .patch(&format!("/scim/v2/Groups/{g}"), &json!({"schemas": [PATCH_OP], "Operations": [
-            {"op": "replace", "path": "displayName", "value": "renamed"},
-            {"op": "add", "path": "members", "value": [{"value": "ghost"}]}
-        ]}))
+        .patch(
+            &format!("/scim/v2/Groups/{g}"),
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": "displayName", "value": "renamed"},
+                {"op": "add", "path": "members", "value": [{"value": "ghost"}]}
+            ]}),
+        )
         .await;
     r.assert_scim_error(400, Some("invalidValue"));
     // atomic: the rename in the same request did not happen either
@@ -154,7 +198,12 @@ async fn group_filters(app: TestApp) {
     assert_eq!(r.body["Resources"][0]["id"], g1.as_str());
     let r = app.get(&q(&format!(r#"members[value eq "{a}"]"#))).await;
     assert_eq!(r.body["totalResults"], 1);
-    let r = app.get(&format!("{}&excludedAttributes=members", q(r#"displayName eq "Engineering""#))).await;
+    let r = app
+        .get(&format!(
+            "{}&excludedAttributes=members",
+            q(r#"displayName eq "Engineering""#)
+        ))
+        .await;
     assert!(r.body["Resources"][0].get("members").is_none());
     assert_eq!(app.get("/scim/v2/Groups").await.body["totalResults"], 2);
 }

@@ -34,7 +34,8 @@ pub struct TestApp {
 }
 
 pub fn pg_base_url() -> String {
-    std::env::var("ROLECALL_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("ROLECALL_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn replace_db(url: &str, db: &str) -> String {
@@ -64,7 +65,10 @@ pub async fn fresh_database(backend: Backend, dir: &tempfile::TempDir) -> Option
                 }
             };
             let name = format!("rolecall_test_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
             Some(replace_db(&base, &name))
         }
     }
@@ -128,8 +132,17 @@ impl Resp {
     /// Asserts an error body in SCIM form with this status.
     pub fn assert_scim_error(&self, status: u16, scim_type: Option<&str>) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        assert_eq!(self.header("content-type"), Some("application/scim+json"), "{}", self.text);
-        assert_eq!(self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/scim+json"),
+            "{}",
+            self.text
+        );
+        assert_eq!(
+            self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{}",
+            self.text
+        );
         assert_eq!(self.body["status"], status.to_string(), "{}", self.text);
         match scim_type {
             Some(t) => assert_eq!(self.body["scimType"], t, "{}", self.text),
@@ -145,7 +158,8 @@ pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 impl TestApp {
     pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Resp {
-        self.request_with(method, path, body, Some(&self.token), &[]).await
+        self.request_with(method, path, body, Some(&self.token), &[])
+            .await
     }
 
     pub async fn request_with(
@@ -156,12 +170,16 @@ impl TestApp {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let mut req = self.client.request(method, format!("{}{path}", self.address));
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.address));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/scim+json").body(b.to_string());
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -171,7 +189,12 @@ impl TestApp {
         let headers = res.headers().clone();
         let text = res.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -193,7 +216,10 @@ impl TestApp {
     /// Create a user and return its id.
     pub async fn create_user(&self, user_name: &str) -> String {
         let r = self
-            .post("/scim/v2/Users", &serde_json::json!({"schemas": [USER], "userName": user_name, "active": true}))
+            .post(
+                "/scim/v2/Users",
+                &serde_json::json!({"schemas": [USER], "userName": user_name, "active": true}),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body["id"].as_str().expect("id").to_string()
@@ -201,9 +227,15 @@ impl TestApp {
 
     /// Create a group with these member ids and return its id.
     pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
-        let members: Vec<Value> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
         let r = self
-            .post("/scim/v2/Groups", &serde_json::json!({"schemas": [GROUP], "displayName": name, "members": members}))
+            .post(
+                "/scim/v2/Groups",
+                &serde_json::json!({"schemas": [GROUP], "displayName": name, "members": members}),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body["id"].as_str().expect("id").to_string()

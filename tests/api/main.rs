@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod discovery;
 mod errors;
 mod groups;
 mod users;

@@ -5,7 +5,13 @@ use serde_json::json;
 use crate::both;
 use crate::helpers::{TestApp, PATCH_OP, USER};
 
-both!(user_life_cycle, user_name_is_unique_case_insensitively, external_id_is_unique, filters_and_paging, delete_removes_memberships);
+both!(
+    user_life_cycle,
+    user_name_is_unique_case_insensitively,
+    external_id_is_unique,
+    filters_and_paging,
+    delete_removes_memberships
+);
 
 async fn user_life_cycle(app: TestApp) {
     let created = app
@@ -30,7 +36,10 @@ async fn user_life_cycle(app: TestApp) {
     let id = created.body["id"].as_str().unwrap().to_string();
     let location = format!("{}/scim/v2/Users/{id}", app.address);
     assert_eq!(created.header("location"), Some(location.as_str()));
-    assert_eq!(created.header("content-type"), Some("application/scim+json"));
+    assert_eq!(
+        created.header("content-type"),
+        Some("application/scim+json")
+    );
     assert_eq!(created.header("etag"), Some("W/\"1\""));
     let meta = &created.body["meta"];
     assert_eq!(meta["resourceType"], "User");
@@ -39,14 +48,25 @@ async fn user_life_cycle(app: TestApp) {
     assert!(meta["created"].as_str().unwrap().ends_with('Z'));
     assert_eq!(created.body["x-okta-custom"], "kept");
     assert!(created.body.get("password").is_none());
-    assert_eq!(created.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"], "R&D");
+    assert_eq!(
+        created.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
+        "R&D"
+    );
 
     let got = app.get(&format!("/scim/v2/Users/{id}")).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.body, created.body);
 
     // If-None-Match with the current version: 304
-    let r = app.request_with(reqwest::Method::GET, &format!("/scim/v2/Users/{id}"), None, Some(&app.token), &[("if-none-match", "W/\"1\"")]).await;
+    let r = app
+        .request_with(
+            reqwest::Method::GET,
+            &format!("/scim/v2/Users/{id}"),
+            None,
+            Some(&app.token),
+            &[("if-none-match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(r.status, 304);
 
     // PUT replaces: attributes left out are cleared
@@ -95,27 +115,54 @@ async fn user_life_cycle(app: TestApp) {
 
     let deleted = app.delete(&format!("/scim/v2/Users/{id}")).await;
     assert_eq!(deleted.status, 204);
-    app.get(&format!("/scim/v2/Users/{id}")).await.assert_scim_error(404, None);
-    app.delete(&format!("/scim/v2/Users/{id}")).await.assert_scim_error(404, None);
+    app.get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .assert_scim_error(404, None);
+    app.delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .assert_scim_error(404, None);
 }
 
 async fn user_name_is_unique_case_insensitively(app: TestApp) {
     app.create_user("alice@example.com").await;
-    let dup = app.post("/scim/v2/Users", &json!({"schemas": [USER], "userName": "Alice@Example.com"})).await;
+    let dup = app
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "Alice@Example.com"}),
+        )
+        .await;
     dup.assert_scim_error(409, Some("uniqueness"));
     // a rename onto an existing userName is a conflict too, and changes nothing
     let bob = app.create_user("bob@example.com").await;
-    let r = app.put(&format!("/scim/v2/Users/{bob}"), &json!({"schemas": [USER], "userName": "ALICE@example.com"})).await;
+    let r = app
+        .put(
+            &format!("/scim/v2/Users/{bob}"),
+            &json!({"schemas": [USER], "userName": "ALICE@example.com"}),
+        )
+        .await;
     r.assert_scim_error(409, Some("uniqueness"));
-    assert_eq!(app.get(&format!("/scim/v2/Users/{bob}")).await.body["userName"], "bob@example.com");
+    assert_eq!(
+        app.get(&format!("/scim/v2/Users/{bob}")).await.body["userName"],
+        "bob@example.com"
+    );
 }
 
 async fn external_id_is_unique(app: TestApp) {
     let body = |name: &str| json!({"schemas": [USER], "userName": name, "externalId": "ext-1"});
-    assert_eq!(app.post("/scim/v2/Users", &body("a@x.com")).await.status, 201);
-    app.post("/scim/v2/Users", &body("b@x.com")).await.assert_scim_error(409, Some("uniqueness"));
+    assert_eq!(
+        app.post("/scim/v2/Users", &body("a@x.com")).await.status,
+        201
+    );
+    app.post("/scim/v2/Users", &body("b@x.com"))
+        .await
+        .assert_scim_error(409, Some("uniqueness"));
     // externalId is unique per resource type: a group may reuse it
-    let g = app.post("/scim/v2/Groups", &json!({"schemas": [crate::helpers::GROUP], "displayName": "g", "externalId": "ext-1"})).await;
+    let g = app
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [crate::helpers::GROUP], "displayName": "g", "externalId": "ext-1"}),
+        )
+        .await;
     assert_eq!(g.status, 201, "{}", g.text);
 }
 
@@ -137,15 +184,49 @@ async fn filters_and_paging(app: TestApp) {
     assert_eq!(r.body["totalResults"], 1);
     assert_eq!(r.body["Resources"][0]["externalId"], "e3");
     let id = r.body["Resources"][0]["id"].as_str().unwrap().to_string();
-    assert_eq!(app.get(&q(&format!(r#"id eq "{id}""#))).await.body["totalResults"], 1);
-    assert_eq!(app.get(&q(r#"externalId eq "e4""#)).await.body["Resources"][0]["userName"], "user4@example.com");
-    assert_eq!(app.get(&q(r#"externalId eq "E4""#)).await.body["totalResults"], 0, "externalId is case-exact");
-    assert_eq!(app.get(&q(r#"emails.value eq "user5@mail.example.com""#)).await.body["totalResults"], 1);
-    assert_eq!(app.get(&q(r#"displayName eq "user 6""#)).await.body["totalResults"], 1);
-    assert_eq!(app.get(&q(r#"userName eq "user1@example.com" and externalId eq "e1""#)).await.body["totalResults"], 1);
-    assert_eq!(app.get(&q(r#"userName eq "user1@example.com" and externalId eq "e2""#)).await.body["totalResults"], 0);
+    assert_eq!(
+        app.get(&q(&format!(r#"id eq "{id}""#))).await.body["totalResults"],
+        1
+    );
+    assert_eq!(
+        app.get(&q(r#"externalId eq "e4""#)).await.body["Resources"][0]["userName"],
+        "user4@example.com"
+    );
+    assert_eq!(
+        app.get(&q(r#"externalId eq "E4""#)).await.body["totalResults"],
+        0,
+        "externalId is case-exact"
+    );
+    assert_eq!(
+        app.get(&q(r#"emails.value eq "user5@mail.example.com""#))
+            .await
+            .body["totalResults"],
+        1
+    );
+    assert_eq!(
+        app.get(&q(r#"displayName eq "user 6""#)).await.body["totalResults"],
+        1
+    );
+    assert_eq!(
+        app.get(&q(
+            r#"userName eq "user1@example.com" and externalId eq "e1""#
+        ))
+        .await
+        .body["totalResults"],
+        1
+    );
+    assert_eq!(
+        app.get(&q(
+            r#"userName eq "user1@example.com" and externalId eq "e2""#
+        ))
+        .await
+        .body["totalResults"],
+        0
+    );
     // Entra's connection test filters for a random id: 200 with an empty list
-    let r = app.get(&q(r#"id eq "9f0c6a4e-0000-4000-8000-000000000000""#)).await;
+    let r = app
+        .get(&q(r#"id eq "9f0c6a4e-0000-4000-8000-000000000000""#))
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["totalResults"], 0);
     assert_eq!(r.body["Resources"], json!([]));
@@ -170,7 +251,9 @@ async fn filters_and_paging(app: TestApp) {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["itemsPerPage"], 7);
     assert_eq!(r.body["startIndex"], 1);
-    app.get("/scim/v2/Users?count=abc").await.assert_scim_error(400, Some("invalidValue"));
+    app.get("/scim/v2/Users?count=abc")
+        .await
+        .assert_scim_error(400, Some("invalidValue"));
 }
 
 async fn delete_removes_memberships(app: TestApp) {
@@ -183,12 +266,27 @@ async fn delete_removes_memberships(app: TestApp) {
     let r = app.patch(&format!("/scim/v2/Users/{alice}"), &json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]})).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["groups"][0]["value"], g.as_str());
-    assert_eq!(app.get(&format!("/scim/v2/Groups/{g}")).await.body["members"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.get(&format!("/scim/v2/Groups/{g}")).await.body["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     // deletion removes them, and the group's version moves
-    assert_eq!(app.delete(&format!("/scim/v2/Users/{alice}")).await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/scim/v2/Users/{alice}")).await.status,
+        204
+    );
     let after = app.get(&format!("/scim/v2/Groups/{g}")).await;
-    assert_eq!(after.body["members"], json!([{"value": bob, "type": "User", "display": "bob@example.com", "$ref": format!("{}/scim/v2/Users/{bob}", app.address)}]));
-    assert_ne!(after.body["meta"]["version"], before.body["meta"]["version"]);
+    assert_eq!(
+        after.body["members"],
+        json!([{"value": bob, "type": "User", "display": "bob@example.com", "$ref": format!("{}/scim/v2/Users/{bob}", app.address)}])
+    );
+    assert_ne!(
+        after.body["meta"]["version"],
+        before.body["meta"]["version"]
+    );
 }
 
 pub fn urlencode(s: &str) -> String {

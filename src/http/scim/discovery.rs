@@ -25,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         cfg.service(
             web::resource(path)
                 .route(handler)
-                .default_service(web::to(method_not_allowed)),
+                .default_service(method_not_allowed("GET")),
         );
     }
 }

@@ -265,11 +265,17 @@ pub fn resource_response(
     res.body(Value::Object(body).to_string())
 }
 
-pub async fn method_not_allowed() -> HttpResponse {
-    ScimError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        None,
-        "method not allowed on this endpoint",
-    )
-    .error_response()
+/// The fallback route of a resource: 405 in SCIM form, with the `Allow` header.
+pub fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || {
+        let mut res = ScimError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            format!("method not allowed; this endpoint allows {allow}"),
+        )
+        .error_response();
+        res.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        std::future::ready(res)
+    })
 }

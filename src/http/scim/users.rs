@@ -22,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .name("users")
             .route(web::get().to(list))
             .route(web::post().to(create))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(method_not_allowed("GET, POST")),
     )
     .service(
         web::resource("/Users/{id}")
@@ -30,7 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(replace))
             .route(web::patch().to(patch))
             .route(web::delete().to(delete))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(method_not_allowed("GET, PUT, PATCH, DELETE")),
     );
 }
 

@@ -1,0 +1,718 @@
+//! Bearer-token authentication on `/scim/v2`, the `token` CLI verbs through the real binary,
+//! and the real `serve` binary: no secret in its logs, graceful stop on SIGTERM.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use rolecall::auth::Scope;
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use crate::both;
+use crate::helpers::{new_token, Resp, TestApp, USER};
+
+both!(
+    missing_or_wrong_token_is_401,
+    wrong_scope_is_403,
+    revoked_token_is_401,
+    bearer_scheme_is_case_insensitive,
+    operational_endpoints_need_no_token,
+    cli_token_life_cycle,
+    cli_refuses_bad_input,
+);
+
+const BIN: &str = env!("CARGO_BIN_EXE_rolecall");
+
+async fn scim_get(app: &TestApp, token: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+    app.request_with(Method::GET, "/scim/v2/Users", None, token, headers)
+        .await
+}
+
+fn assert_401(r: &Resp) {
+    r.assert_scim_error(401, None);
+    let challenge = r
+        .header("www-authenticate")
+        .unwrap_or_else(|| panic!("401 without WWW-Authenticate: {:?}", r.headers));
+    assert!(
+        challenge.starts_with("Bearer"),
+        "WWW-Authenticate: {challenge}"
+    );
+}
+
+fn hex(n: usize) -> String {
+    let mut out = String::new();
+    while out.len() < n {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(n);
+    out
+}
+
+/// The 64-hex secret part of `rc_<id>_<secret>`.
+fn secret_part(token: &str) -> &str {
+    token.rsplit('_').next().unwrap()
+}
+
+/// SHA-256 of the secret part, as stored.
+fn stored_hash(token: &str) -> String {
+    sha2::Sha256::digest(secret_part(token).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn missing_or_wrong_token_is_401(app: TestApp) {
+    // no Authorization header at all
+    let r = scim_get(&app, None, &[]).await;
+    assert_401(&r);
+    // …and on every SCIM path, known or not, before anything else is looked at
+    for path in [
+        "/scim/v2/Groups",
+        "/scim/v2/ServiceProviderConfig",
+        "/scim/v2/Schemas",
+        "/scim/v2/Nope",
+    ] {
+        assert_401(&app.request_with(Method::GET, path, None, None, &[]).await);
+    }
+    let r = app
+        .request_with(
+            Method::POST,
+            "/scim/v2/Users",
+            Some(&json!({"schemas": [USER], "userName": "x@example.com"})),
+            None,
+            &[],
+        )
+        .await;
+    assert_401(&r);
+
+    let id = &app.token[3..19];
+    let wrong = [
+        "nope".to_string(),
+        String::new(),
+        format!("rc_{}_{}", hex(16), hex(64)),
+        // the real id with another secret
+        format!("rc_{id}_{}", hex(64)),
+        // the real secret with another id
+        format!("rc_{}_{}", hex(16), secret_part(&app.token)),
+        // the real token, altered
+        format!("{}0", app.token),
+        app.token[..app.token.len() - 1].to_string(),
+        app.token.to_uppercase(),
+        format!("rc_{id}"),
+        format!("rc_{id}_"),
+        format!("rc__{}", secret_part(&app.token)),
+        secret_part(&app.token).to_string(),
+        // SQL in the id position
+        "rc_' OR '1'='1_x".to_string(),
+    ];
+    for t in &wrong {
+        let r = scim_get(&app, None, &[("authorization", &format!("Bearer {t}"))]).await;
+        assert_401(&r);
+    }
+    // other schemes, and the token without a scheme
+    for value in [
+        format!("Basic {}", app.token),
+        format!("Token {}", app.token),
+        app.token.clone(),
+        "Bearer".to_string(),
+    ] {
+        let r = scim_get(&app, None, &[("authorization", &value)]).await;
+        assert_401(&r);
+    }
+    // a token elsewhere than the Authorization header does not count
+    let r = app
+        .request_with(
+            Method::GET,
+            &format!("/scim/v2/Users?access_token={}", app.token),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_401(&r);
+    // and the valid token still works after all that
+    assert_eq!(scim_get(&app, Some(&app.token), &[]).await.status, 200);
+}
+
+async fn wrong_scope_is_403(app: TestApp) {
+    for (name, scope) in [("gateway", Scope::Lookup), ("ops", Scope::Admin)] {
+        let token = new_token(&app.store, name, scope).await;
+        let r = scim_get(&app, Some(&token), &[]).await;
+        r.assert_scim_error(403, None);
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(scope.as_str()) && detail.contains("scim"),
+            "{detail}"
+        );
+        let r = app
+            .request_with(
+                Method::POST,
+                "/scim/v2/Users",
+                Some(&json!({"schemas": [USER], "userName": "x@example.com"})),
+                Some(&token),
+                &[],
+            )
+            .await;
+        r.assert_scim_error(403, None);
+        let r = app
+            .request_with(
+                Method::GET,
+                "/scim/v2/ServiceProviderConfig",
+                None,
+                Some(&token),
+                &[],
+            )
+            .await;
+        r.assert_scim_error(403, None);
+    }
+    // nothing was created by the refused POSTs
+    let r = app.get("/scim/v2/Users?count=0").await;
+    assert_eq!(r.body["totalResults"], 0);
+}
+
+async fn revoked_token_is_401(app: TestApp) {
+    let token = new_token(&app.store, "temporary", Scope::Scim).await;
+    assert_eq!(scim_get(&app, Some(&token), &[]).await.status, 200);
+    app.store.revoke_token("temporary").await.unwrap();
+    assert_401(&scim_get(&app, Some(&token), &[]).await);
+    // the other token is untouched
+    assert_eq!(scim_get(&app, Some(&app.token), &[]).await.status, 200);
+    // a new token under the revoked name is a new secret; the old one stays dead
+    let again = new_token(&app.store, "temporary", Scope::Scim).await;
+    assert_ne!(again, token);
+    assert_eq!(scim_get(&app, Some(&again), &[]).await.status, 200);
+    assert_401(&scim_get(&app, Some(&token), &[]).await);
+}
+
+async fn bearer_scheme_is_case_insensitive(app: TestApp) {
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let value = format!("{scheme} {}", app.token);
+        let r = scim_get(&app, None, &[("authorization", &value)]).await;
+        assert_eq!(r.status, 200, "{scheme}: {}", r.text);
+    }
+}
+
+async fn operational_endpoints_need_no_token(app: TestApp) {
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = app.request_with(Method::GET, path, None, None, &[]).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert!(r.header("www-authenticate").is_none());
+        // a bad token is ignored there, not refused
+        let r = app
+            .request_with(Method::GET, path, None, Some("nope"), &[])
+            .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+    }
+    let r = app
+        .request_with(Method::GET, "/healthz", None, None, &[])
+        .await;
+    assert_eq!(r.body["status"], "ok");
+    let r = app
+        .request_with(Method::GET, "/readyz", None, None, &[])
+        .await;
+    assert_eq!(r.body["status"], "ready");
+}
+
+// ---- the CLI, through the real binary ----
+
+enum Db<'a> {
+    /// `--database-url URL`
+    Flag(&'a str),
+    /// `DATABASE_URL=URL`
+    Env(&'a str),
+    /// `ROLECALL_DATABASE_URL=URL`
+    RolecallEnv(&'a str),
+}
+
+fn rolecall(db: &Db<'_>) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("ROLECALL_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    match db {
+        Db::Flag(url) => {
+            cmd.args(["--database-url", url]);
+        }
+        Db::Env(url) => {
+            cmd.env("DATABASE_URL", url);
+        }
+        Db::RolecallEnv(url) => {
+            cmd.env("ROLECALL_DATABASE_URL", url);
+        }
+    }
+    cmd
+}
+
+/// Runs the CLI off the async runtime.
+async fn cli(db: Db<'_>, args: &[&str]) -> Output {
+    let mut cmd = rolecall(&db);
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("run rolecall");
+    eprintln!(
+        "rolecall {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// The secret printed by `token create`: alone on the last line of stdout.
+fn printed_secret(o: &Output) -> String {
+    assert!(o.status.success(), "token create failed: {}", stderr(o));
+    let out = stdout(o);
+    let last = out.lines().last().expect("no output").to_string();
+    assert_eq!(last.len(), 3 + 16 + 1 + 64, "last line: {last:?}");
+    let (id, secret) = last
+        .strip_prefix("rc_")
+        .and_then(|r| r.split_once('_'))
+        .unwrap_or_else(|| panic!("not a token: {last:?}"));
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{last}"
+    );
+    assert!(
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{last}"
+    );
+    last
+}
+
+async fn cli_token_life_cycle(app: TestApp) {
+    let url = app.database_url.as_str();
+    let created = cli(
+        Db::Flag(url),
+        &["token", "create", "--scope", "scim", "--name", "okta2"],
+    )
+    .await;
+    let secret = printed_secret(&created);
+    assert!(
+        !stderr(&created).contains(secret_part(&secret)),
+        "the secret belongs on stdout only"
+    );
+    // the secret works against the running server
+    let r = scim_get(&app, Some(&secret), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // other scopes: valid tokens, refused on /scim/v2
+    let lookup = printed_secret(
+        &cli(
+            Db::Flag(url),
+            &["token", "create", "--name", "gw", "--scope", "lookup"],
+        )
+        .await,
+    );
+    scim_get(&app, Some(&lookup), &[])
+        .await
+        .assert_scim_error(403, None);
+
+    // list: names and scopes, never a secret or its hash; --database-url after the verb works
+    let listed = cli(Db::Flag(url), &["token", "list"]).await;
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let out = stdout(&listed);
+    let line = |name: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{out}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(line("okta2")[1], "scim");
+    assert_eq!(line("gw")[1], "lookup");
+    assert_eq!(line("okta")[1], "scim", "the harness's token");
+    for token in [&secret, &lookup, &app.token] {
+        assert!(
+            !out.contains(secret_part(token)),
+            "a secret is listed:\n{out}"
+        );
+        assert!(
+            !out.contains(&stored_hash(token)),
+            "a hash is listed:\n{out}"
+        );
+    }
+    let after_verb = cli(
+        Db::Env("sqlite:///nonexistent/dir/x.db"),
+        &["token", "list", "--database-url", url],
+    )
+    .await;
+    assert!(after_verb.status.success(), "{}", stderr(&after_verb));
+    assert_eq!(
+        stdout(&after_verb),
+        out,
+        "--database-url wins over DATABASE_URL"
+    );
+
+    // DATABASE_URL and ROLECALL_DATABASE_URL in place of --database-url
+    for db in [Db::Env(url), Db::RolecallEnv(url)] {
+        let o = cli(db, &["token", "list"]).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o), out);
+    }
+    let via_env = cli(
+        Db::Env(url),
+        &["token", "create", "--scope", "scim", "--name", "entra"],
+    )
+    .await;
+    let entra = printed_secret(&via_env);
+    assert_eq!(scim_get(&app, Some(&entra), &[]).await.status, 200);
+
+    // revoke: the secret fails at once, the others keep working
+    let revoked = cli(Db::Flag(url), &["token", "revoke", "okta2"]).await;
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let r = scim_get(&app, Some(&secret), &[]).await;
+    assert_401(&r);
+    assert_eq!(scim_get(&app, Some(&entra), &[]).await.status, 200);
+    assert_eq!(scim_get(&app, Some(&app.token), &[]).await.status, 200);
+    let listed = stdout(&cli(Db::Flag(url), &["token", "list"]).await);
+    assert!(!listed.lines().any(|l| l.starts_with("okta2 ")), "{listed}");
+    // revoking it again: it is gone
+    let again = cli(Db::Flag(url), &["token", "revoke", "okta2"]).await;
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("okta2"), "{}", stderr(&again));
+}
+
+async fn cli_refuses_bad_input(app: TestApp) {
+    let url = app.database_url.as_str();
+    let before = stdout(&cli(Db::Flag(url), &["token", "list"]).await);
+
+    // revoking an unknown name
+    let o = cli(Db::Flag(url), &["token", "revoke", "no-such-token"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no-such-token"), "{}", stderr(&o));
+
+    // an existing name: refused, and the existing token keeps working
+    let o = cli(
+        Db::Flag(url),
+        &["token", "create", "--scope", "scim", "--name", "okta"],
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("okta"), "{}", stderr(&o));
+    assert!(
+        !stdout(&o).lines().any(|l| l.starts_with("rc_")),
+        "a secret was printed for a token that was not created: {}",
+        stdout(&o)
+    );
+    assert_eq!(scim_get(&app, Some(&app.token), &[]).await.status, 200);
+
+    // an unknown scope, a missing scope, a missing name
+    for args in [
+        &["token", "create", "--scope", "root", "--name", "x"][..],
+        &["token", "create", "--scope", "SCIM", "--name", "x"][..],
+        &["token", "create", "--name", "x"][..],
+        &["token", "create", "--scope", "scim"][..],
+    ] {
+        let o = cli(Db::Flag(url), args).await;
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(
+            !stdout(&o).lines().any(|l| l.starts_with("rc_")),
+            "{args:?} printed a secret"
+        );
+    }
+    let o = cli(
+        Db::Flag(url),
+        &["token", "create", "--scope", "root", "--name", "x"],
+    )
+    .await;
+    assert!(stderr(&o).contains("root"), "{}", stderr(&o));
+
+    // nothing was created by any of that
+    assert_eq!(
+        stdout(&cli(Db::Flag(url), &["token", "list"]).await),
+        before
+    );
+}
+
+// ---- the real server binary ----
+
+/// `rolecall serve` on a free port, its stdout and stderr in a file.
+struct Served {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl Served {
+    async fn start(dir: &Path, db: &str, rust_log: Option<&str>) -> Self {
+        // bind port 0 to find a free port, then hand the port to the server
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.join("server.log");
+        let file = File::create(&log).unwrap();
+        let mut cmd = rolecall(&Db::Flag(db));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+            "--workers",
+            "1",
+        ])
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file));
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        let mut served = Served {
+            child: cmd.spawn().expect("start rolecall serve"),
+            address: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client
+                .get(format!("{}/healthz", served.address))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            if let Some(status) = served.child.try_wait().unwrap() {
+                panic!(
+                    "rolecall serve exited with {status}:\n{}",
+                    served.log_text()
+                );
+            }
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        served
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// SIGTERM, then wait (at most `limit`) for the process to exit.
+    async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                eprintln!("rolecall serve stopped in {:?}", started.elapsed());
+                return status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "rolecall serve did not stop within {limit:?} of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    method: Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut req = client.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/scim+json")
+            .body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let rid = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, rid)
+}
+
+/// The logs of a real server at `RUST_LOG=debug` carry the requests, but no secret and no
+/// secret's hash: not the valid token's, not a wrong one's, not one sent in a query string.
+/// SIGTERM stops the server gracefully within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_the_logs_and_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/rolecall.db", dir.path().display());
+    let token = printed_secret(
+        &cli(
+            Db::Flag(&db),
+            &["token", "create", "--scope", "scim", "--name", "okta"],
+        )
+        .await,
+    );
+    let other = printed_secret(
+        &cli(
+            Db::Flag(&db),
+            &["token", "create", "--scope", "scim", "--name", "other"],
+        )
+        .await,
+    );
+    let mut server = Served::start(dir.path(), &db, Some("debug")).await;
+    let base = server.address.clone();
+    let users = format!("{base}/scim/v2/Users");
+    let wrong_secret = format!("rc_{}_{}", &token[3..19], hex(64));
+    let unknown = format!("rc_{}_{}", hex(16), hex(64));
+    let mut ok_ids = Vec::new();
+    {
+        let client = reqwest::Client::new();
+        let user = json!({"schemas": [USER], "userName": "alice@example.com"});
+        let (s, rid) = send(
+            &client,
+            Method::POST,
+            users.clone(),
+            Some(&token),
+            Some(user),
+        )
+        .await;
+        assert_eq!(s, 201);
+        ok_ids.push(rid);
+        let (s, rid) = send(&client, Method::GET, users.clone(), Some(&token), None).await;
+        assert_eq!(s, 200);
+        ok_ids.push(rid);
+        for wrong in [&wrong_secret, &unknown, &"nope".to_string()] {
+            let (s, _) = send(&client, Method::GET, users.clone(), Some(wrong), None).await;
+            assert_eq!(s, 401);
+        }
+        // a client putting its token in the query string
+        let (s, _) = send(
+            &client,
+            Method::GET,
+            format!("{users}?access_token={other}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(s, 401);
+        let (s, _) = send(
+            &client,
+            Method::GET,
+            format!("{base}/scim/v2/Groups?token={other}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(s, 401);
+        // the client (and its keep-alive connections) goes away before the stop
+    }
+    let status = server.terminate(Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+
+    let log = server.log_text();
+    assert!(log.contains("shutting down"), "{log}");
+    // request lines: the requests' ids and paths appear
+    for rid in &ok_ids {
+        assert!(!rid.is_empty());
+        assert!(
+            log.contains(rid.as_str()),
+            "request {rid} is not in the log:\n{log}"
+        );
+    }
+    assert!(log.contains("/scim/v2/Users"), "{log}");
+    for (what, t) in [
+        ("valid token", &token),
+        ("query-string token", &other),
+        ("wrong secret", &wrong_secret),
+        ("unknown token", &unknown),
+    ] {
+        assert!(!log.contains(t.as_str()), "the {what} is in the log");
+        assert!(
+            !log.contains(secret_part(t)),
+            "the {what}'s secret is in the log"
+        );
+        assert!(
+            !log.contains(&stored_hash(t)),
+            "the {what}'s hash is in the log"
+        );
+    }
+    // every line is JSON
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
+}
+
+/// The README: "Every response carries an X-Request-Id header, also in the request's log
+/// line." At the default log level every request, refused or not, has a log line with its
+/// request id and its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn every_request_has_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/rolecall.db", dir.path().display());
+    let token = printed_secret(
+        &cli(
+            Db::Flag(&db),
+            &["token", "create", "--scope", "scim", "--name", "okta"],
+        )
+        .await,
+    );
+    let mut server = Served::start(dir.path(), &db, None).await;
+    let client = reqwest::Client::new();
+    let base = server.address.clone();
+    let mut seen = Vec::new();
+    for (url, token, want) in [
+        (format!("{base}/scim/v2/Users"), Some(token.as_str()), 200),
+        (format!("{base}/scim/v2/Users"), None, 401),
+        (format!("{base}/scim/v2/Nope"), Some(token.as_str()), 404),
+        (format!("{base}/healthz"), None, 200),
+    ] {
+        let (s, rid) = send(&client, Method::GET, url, token, None).await;
+        assert_eq!(s, want);
+        seen.push((rid, want));
+    }
+    drop(client);
+    server.terminate(Duration::from_secs(5)).await;
+    let log = server.log_text();
+    for (rid, status) in seen {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&rid))
+            .unwrap_or_else(|| panic!("no log line for request {rid}:\n{log}"));
+        assert!(line.contains(&status.to_string()), "{line}");
+    }
+}
