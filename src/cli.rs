@@ -141,7 +141,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match t {
                 TokenCommand::Create { name, scope } => {
                     let (row, secret) = auth::generate(&name, scope.0)?;
-                    store.create_token(&row).await?;
+                    store
+                        .create_token(&row, &crate::store::Actor::cli())
+                        .await?;
                     println!(
                         "created {} token \"{}\"; its secret is shown once, below:",
                         scope.0, name
@@ -155,12 +157,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 TokenCommand::Revoke { name } => {
-                    store.revoke_token(&name).await.map_err(|e| match e {
-                        crate::store::StoreError::NotFound => {
-                            anyhow::anyhow!("no token named \"{name}\"")
-                        }
-                        e => e.into(),
-                    })?;
+                    store
+                        .revoke_token(&name, &crate::store::Actor::cli())
+                        .await
+                        .map_err(|e| match e {
+                            crate::store::StoreError::NotFound => {
+                                anyhow::anyhow!("no token named \"{name}\"")
+                            }
+                            e => e.into(),
+                        })?;
                     println!("revoked token \"{name}\"");
                 }
             }

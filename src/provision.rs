@@ -6,13 +6,13 @@ use serde_json::Value;
 
 use crate::scim::patch::{self, MemberChange};
 use crate::scim::resource::{normalize, parse_members, ResourceKind};
-use crate::store::{GroupRow, Store, StoreError, UserRow};
+use crate::store::{Actor, GroupRow, Store, StoreError, UserRow};
 
 const PATCH_ATTEMPTS: usize = 5;
 
-pub async fn create_user(store: &Store, body: Value) -> Result<UserRow, StoreError> {
+pub async fn create_user(store: &Store, body: Value, actor: &Actor) -> Result<UserRow, StoreError> {
     let n = normalize(ResourceKind::User, body)?;
-    store.create_user(&n).await
+    store.create_user(&n, actor).await
 }
 
 pub async fn replace_user(
@@ -20,9 +20,12 @@ pub async fn replace_user(
     id: &str,
     body: Value,
     if_match: Option<i64>,
+    actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     let n = normalize(ResourceKind::User, body)?;
-    store.replace_user(id, &n, if_match).await
+    store
+        .replace_user(id, &n, if_match, "user.replace", actor)
+        .await
 }
 
 pub async fn patch_user(
@@ -30,6 +33,7 @@ pub async fn patch_user(
     id: &str,
     body: Value,
     if_match: Option<i64>,
+    actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     let ops = patch::parse_patch(body)?;
     for _ in 0..PATCH_ATTEMPTS {
@@ -38,7 +42,10 @@ pub async fn patch_user(
         let mut doc = current.doc.clone();
         patch::apply(ResourceKind::User, &mut doc, &ops)?;
         let n = normalize(ResourceKind::User, Value::Object(doc))?;
-        match store.replace_user(id, &n, Some(current.version)).await {
+        match store
+            .replace_user(id, &n, Some(current.version), "user.patch", actor)
+            .await
+        {
             Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => continue,
             other => return other,
         }
@@ -67,13 +74,17 @@ fn group_parts(
     Ok((n, vec![MemberChange::Replace(members)]))
 }
 
-pub async fn create_group(store: &Store, body: Value) -> Result<GroupRow, StoreError> {
+pub async fn create_group(
+    store: &Store,
+    body: Value,
+    actor: &Actor,
+) -> Result<GroupRow, StoreError> {
     let (n, changes) = group_parts(body)?;
     let members = match changes.into_iter().next() {
         Some(MemberChange::Replace(m)) => m,
         _ => Vec::new(),
     };
-    store.create_group(&n, &members).await
+    store.create_group(&n, &members, actor).await
 }
 
 pub async fn replace_group(
@@ -82,10 +93,19 @@ pub async fn replace_group(
     body: Value,
     if_match: Option<i64>,
     with_members: bool,
+    actor: &Actor,
 ) -> Result<GroupRow, StoreError> {
     let (n, changes) = group_parts(body)?;
     store
-        .update_group(id, &n, &changes, if_match, with_members)
+        .update_group(
+            id,
+            &n,
+            &changes,
+            if_match,
+            with_members,
+            "group.replace",
+            actor,
+        )
         .await
 }
 
@@ -95,6 +115,7 @@ pub async fn patch_group(
     body: Value,
     if_match: Option<i64>,
     with_members: bool,
+    actor: &Actor,
 ) -> Result<GroupRow, StoreError> {
     let ops = patch::parse_patch(body)?;
     for _ in 0..PATCH_ATTEMPTS {
@@ -104,7 +125,15 @@ pub async fn patch_group(
         let changes = patch::apply(ResourceKind::Group, &mut doc, &ops)?;
         let n = normalize(ResourceKind::Group, Value::Object(doc))?;
         match store
-            .update_group(id, &n, &changes, Some(current.version), with_members)
+            .update_group(
+                id,
+                &n,
+                &changes,
+                Some(current.version),
+                with_members,
+                "group.patch",
+                actor,
+            )
             .await
         {
             Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => continue,

@@ -38,6 +38,7 @@ pub async fn observe(
     let state = req.app_data::<State>().cloned();
     let method = req.method().as_str().to_owned();
     let id = request_id(&req);
+    actix_web::HttpMessage::extensions_mut(&req).insert(RequestId(id.clone()));
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -76,4 +77,34 @@ pub async fn observe(
         res.headers_mut().insert(REQUEST_ID, v);
     }
     Ok(res)
+}
+
+/// The request id, for handlers (the audit log records it).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The authenticated caller as an audit-log actor: token name and scope, request id, client.
+pub struct Caller(pub crate::store::Actor);
+
+impl actix_web::FromRequest for Caller {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        use actix_web::HttpMessage;
+        let ext = req.extensions();
+        let (name, kind) = match ext.get::<crate::auth::Principal>() {
+            Some(p) => (p.token_name.clone(), p.scope.as_str().to_string()),
+            None => ("anonymous".to_string(), "none".to_string()),
+        };
+        std::future::ready(Ok(Caller(crate::store::Actor {
+            name,
+            kind,
+            request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
+            client: req
+                .connection_info()
+                .realip_remote_addr()
+                .map(str::to_owned),
+        })))
+    }
 }

@@ -50,4 +50,4 @@ pub async fn not_found() -> actix_web::HttpResponse {
     ))
 }
 
-pub use middleware::observe;
+pub use middleware::{observe, Caller, RequestId};

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::audit::{record, Actor};
 use super::filter_sql::ListQuery;
 use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
 use crate::scim::error::ProtocolError;
@@ -170,9 +171,28 @@ async fn apply_changes(
     Ok(())
 }
 
+/// What a PATCH or PUT did to the membership, for the audit log.
+fn change_summary(changes: &[MemberChange]) -> Value {
+    let (mut added, mut removed, mut replaced) = (0usize, 0usize, None);
+    for c in changes {
+        match c {
+            MemberChange::Add(m) => added += m.len(),
+            MemberChange::Remove(ids) => removed += ids.len(),
+            MemberChange::RemoveAll => replaced = Some(0),
+            MemberChange::Replace(m) => replaced = Some(m.len()),
+        }
+    }
+    serde_json::json!({"added": added, "removed": removed, "replacedWith": replaced})
+}
+
 impl Store {
     #[tracing::instrument(skip_all)]
-    pub async fn create_group(&self, n: &Normalized, members: &[MemberRef]) -> Result<GroupRow> {
+    pub async fn create_group(
+        &self,
+        n: &Normalized,
+        members: &[MemberRef],
+        actor: &Actor,
+    ) -> Result<GroupRow> {
         let id = uuid::Uuid::new_v4().to_string();
         let ts = now();
         let display = n.display_name.clone().unwrap_or_default();
@@ -190,6 +210,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         add_members(&mut tx, &id, members).await?;
+        let summary = serde_json::json!({"displayName": display, "externalId": n.external_id, "members": members.len()});
+        record(&mut tx, actor, "group.create", "group", &id, summary).await?;
         tx.commit().await?;
         self.get_group(&id, true).await
     }
@@ -219,6 +241,8 @@ impl Store {
         changes: &[MemberChange],
         expected: Option<i64>,
         with_members: bool,
+        action: &str,
+        actor: &Actor,
     ) -> Result<GroupRow> {
         let display = n.display_name.clone().unwrap_or_default();
         let mut tx = self.write.begin().await?;
@@ -241,12 +265,14 @@ impl Store {
             return Err(self.missing_or_stale("scim_groups", id, expected).await);
         }
         apply_changes(&mut tx, id, changes).await?;
+        let summary = serde_json::json!({"displayName": display, "externalId": n.external_id, "members": change_summary(changes)});
+        record(&mut tx, actor, action, "group", id, summary).await?;
         tx.commit().await?;
         self.get_group(id, with_members).await
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn delete_group(&self, id: &str, expected: Option<i64>) -> Result<()> {
+    pub async fn delete_group(&self, id: &str, expected: Option<i64>, actor: &Actor) -> Result<()> {
         let mut tx = self.write.begin().await?;
         // the group may itself be a member of other groups
         sqlx::query(
@@ -276,6 +302,15 @@ impl Store {
             drop(tx);
             return Err(self.missing_or_stale("scim_groups", id, expected).await);
         }
+        record(
+            &mut tx,
+            actor,
+            "group.delete",
+            "group",
+            id,
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

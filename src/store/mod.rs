@@ -6,6 +6,7 @@
 //! writer connection (writes queue in the pool instead of spinning on the file lock) and a
 //! separate reader pool; PostgreSQL gets one pool for both.
 
+mod audit;
 mod filter_sql;
 mod groups;
 mod tokens;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::{Actor, AuditEntry, AuditQuery, Change};
 pub use filter_sql::ListQuery;
 pub use groups::{GroupRow, MemberRow};
 pub use tokens::TokenRow;

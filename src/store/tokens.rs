@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::audit::{record, Actor};
 use super::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +26,8 @@ fn from_row(row: &AnyRow) -> Result<TokenRow> {
 }
 
 impl Store {
-    pub async fn create_token(&self, t: &TokenRow) -> Result<()> {
+    pub async fn create_token(&self, t: &TokenRow, actor: &Actor) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, name, scope, secret_hash, created) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -34,7 +36,7 @@ impl Store {
         .bind(t.scope.clone())
         .bind(t.secret_hash.clone())
         .bind(t.created.clone())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => {
@@ -42,6 +44,9 @@ impl Store {
             }
             other => other,
         })?;
+        let summary = serde_json::json!({"name": t.name, "scope": t.scope});
+        record(&mut tx, actor, "token.create", "token", &t.id, summary).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -64,14 +69,18 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    pub async fn revoke_token(&self, name: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+    pub async fn revoke_token(&self, name: &str, actor: &Actor) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query("DELETE FROM api_tokens WHERE name = $1 RETURNING id, scope")
             .bind(name.to_string())
-            .execute(&self.write)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let id: String = row.try_get("id")?;
+        let scope: String = row.try_get("scope")?;
+        let summary = serde_json::json!({"name": name, "scope": scope});
+        record(&mut tx, actor, "token.revoke", "token", &id, summary).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

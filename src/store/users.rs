@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::audit::{record, Actor};
 use super::filter_sql::ListQuery;
 use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
 use crate::scim::resource::{Normalized, ResourceKind};
@@ -67,7 +68,7 @@ async fn insert_emails(tx: &mut Transaction<'_, Any>, id: &str, emails: &[String
 
 impl Store {
     #[tracing::instrument(skip_all)]
-    pub async fn create_user(&self, n: &Normalized) -> Result<UserRow> {
+    pub async fn create_user(&self, n: &Normalized, actor: &Actor) -> Result<UserRow> {
         let id = uuid::Uuid::new_v4().to_string();
         let ts = now();
         let doc = doc_text(&n.doc)?;
@@ -89,6 +90,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_emails(&mut tx, &id, &n.emails).await?;
+        let summary = serde_json::json!({"userName": n.user_name, "active": n.active, "externalId": n.external_id});
+        record(&mut tx, actor, "user.create", "user", &id, summary).await?;
         tx.commit().await?;
         Ok(UserRow {
             id,
@@ -120,10 +123,21 @@ impl Store {
         id: &str,
         n: &Normalized,
         expected: Option<i64>,
+        action: &str,
+        actor: &Actor,
     ) -> Result<UserRow> {
         let ts = now();
         let doc = doc_text(&n.doc)?;
         let mut tx = self.write.begin().await?;
+        let was_active = sqlx::query("SELECT doc FROM scim_users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| -> Result<bool> {
+                let doc = parse_doc(r.try_get::<&str, _>("doc")?)?;
+                Ok(doc.get("active").and_then(Value::as_bool).unwrap_or(true))
+            })
+            .transpose()?;
         let row = sqlx::query(
             "UPDATE scim_users SET user_name = $1, user_name_lower = $2, external_id = $3, \
              display_name = $4, display_name_lower = $5, active = $6, doc = $7, \
@@ -151,6 +165,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_emails(&mut tx, id, &n.emails).await?;
+        let action = match (was_active, n.active) {
+            (Some(true), false) => "user.deactivate",
+            (Some(false), true) => "user.reactivate",
+            _ => action,
+        };
+        let summary = serde_json::json!({"userName": n.user_name, "active": n.active, "externalId": n.external_id});
+        record(&mut tx, actor, action, "user", id, summary).await?;
         tx.commit().await?;
         let mut user = UserRow {
             id: id.to_string(),
@@ -186,9 +207,9 @@ impl Store {
 
     /// Delete a user and its memberships; groups that contained it get a new version.
     #[tracing::instrument(skip_all)]
-    pub async fn delete_user(&self, id: &str, expected: Option<i64>) -> Result<()> {
+    pub async fn delete_user(&self, id: &str, expected: Option<i64>, actor: &Actor) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query(
+        let groups = sqlx::query(
             "UPDATE scim_groups SET version = version + 1, last_modified = $1 \
              WHERE id IN (SELECT group_id FROM scim_members WHERE member_id = $2)",
         )
@@ -209,6 +230,8 @@ impl Store {
             drop(tx);
             return Err(self.missing_or_stale("scim_users", id, expected).await);
         }
+        let summary = serde_json::json!({"groups": groups.rows_affected()});
+        record(&mut tx, actor, "user.delete", "user", id, summary).await?;
         tx.commit().await?;
         Ok(())
     }

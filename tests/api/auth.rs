@@ -177,7 +177,10 @@ async fn wrong_scope_is_403(app: TestApp) {
 async fn revoked_token_is_401(app: TestApp) {
     let token = new_token(&app.store, "temporary", Scope::Scim).await;
     assert_eq!(scim_get(&app, Some(&token), &[]).await.status, 200);
-    app.store.revoke_token("temporary").await.unwrap();
+    app.store
+        .revoke_token("temporary", &rolecall::store::Actor::cli())
+        .await
+        .unwrap();
     assert_401(&scim_get(&app, Some(&token), &[]).await);
     // the other token is untouched
     assert_eq!(scim_get(&app, Some(&app.token), &[]).await.status, 200);

@@ -114,7 +114,10 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 pub async fn new_token(store: &Store, name: &str, scope: Scope) -> String {
     let (row, secret) = auth::generate(name, scope).expect("generate token");
-    store.create_token(&row).await.expect("store token");
+    store
+        .create_token(&row, &rolecall::store::Actor::cli())
+        .await
+        .expect("store token");
     secret
 }
 

@@ -11,7 +11,7 @@ use super::{
     not_modified, resource_response,
 };
 use crate::http::error::ScimError;
-use crate::http::State;
+use crate::http::{Caller, State};
 use crate::provision;
 use crate::scim::schema::GROUP_SCHEMA;
 use crate::store::GroupRow;
@@ -77,10 +77,11 @@ fn with_members(req: &HttpRequest) -> bool {
 
 async fn create(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
-    let group = provision::create_group(&state.store, body.into_inner()).await?;
+    let group = provision::create_group(&state.store, body.into_inner(), &caller.0).await?;
     state.metrics.scim_op("Group", "create");
     let version = group.version;
     Ok(resource_response(
@@ -111,6 +112,7 @@ async fn get(
 
 async fn replace(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<Value>,
@@ -121,6 +123,7 @@ async fn replace(
         body.into_inner(),
         if_match(&req)?,
         with_members(&req),
+        &caller.0,
     )
     .await?;
     state.metrics.scim_op("Group", "replace");
@@ -134,6 +137,7 @@ async fn replace(
 
 async fn patch(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<Value>,
@@ -144,6 +148,7 @@ async fn patch(
         body.into_inner(),
         if_match(&req)?,
         with_members(&req),
+        &caller.0,
     )
     .await?;
     state.metrics.scim_op("Group", "patch");
@@ -157,10 +162,14 @@ async fn patch(
 
 async fn delete(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    state.store.delete_group(&id, if_match(&req)?).await?;
+    state
+        .store
+        .delete_group(&id, if_match(&req)?, &caller.0)
+        .await?;
     state.metrics.scim_op("Group", "delete");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -11,7 +11,7 @@ use super::{
     resource_response,
 };
 use crate::http::error::ScimError;
-use crate::http::State;
+use crate::http::{Caller, State};
 use crate::provision;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
 use crate::store::UserRow;
@@ -68,10 +68,11 @@ pub fn render(user: UserRow, base: &str) -> Map<String, Value> {
 
 async fn create(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
-    let user = provision::create_user(&state.store, body.into_inner()).await?;
+    let user = provision::create_user(&state.store, body.into_inner(), &caller.0).await?;
     state.metrics.scim_op("User", "create");
     let version = user.version;
     Ok(resource_response(
@@ -102,12 +103,19 @@ async fn get(
 
 async fn replace(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
-    let user =
-        provision::replace_user(&state.store, &id, body.into_inner(), if_match(&req)?).await?;
+    let user = provision::replace_user(
+        &state.store,
+        &id,
+        body.into_inner(),
+        if_match(&req)?,
+        &caller.0,
+    )
+    .await?;
     state
         .metrics
         .scim_op("User", if user.active { "replace" } else { "deactivate" });
@@ -121,11 +129,19 @@ async fn replace(
 
 async fn patch(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
-    let user = provision::patch_user(&state.store, &id, body.into_inner(), if_match(&req)?).await?;
+    let user = provision::patch_user(
+        &state.store,
+        &id,
+        body.into_inner(),
+        if_match(&req)?,
+        &caller.0,
+    )
+    .await?;
     state
         .metrics
         .scim_op("User", if user.active { "patch" } else { "deactivate" });
@@ -139,10 +155,14 @@ async fn patch(
 
 async fn delete(
     state: State,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    state.store.delete_user(&id, if_match(&req)?).await?;
+    state
+        .store
+        .delete_user(&id, if_match(&req)?, &caller.0)
+        .await?;
     state.metrics.scim_op("User", "delete");
     Ok(HttpResponse::NoContent().finish())
 }
