@@ -94,23 +94,19 @@ pub fn generate(name: &str, scope: Scope) -> anyhow::Result<(TokenRow, String)> 
     Ok((row, format!("rc_{id}_{secret}")))
 }
 
-/// Check a presented bearer token and its scope.
-pub async fn authenticate(
-    store: &Store,
-    presented: Option<&str>,
-    need: Scope,
-) -> Result<Principal, AuthError> {
+/// Split `rc_<id>_<secret>` into its id and secret.
+pub fn token_id(presented: &str) -> Option<(&str, &str)> {
+    let rest = presented.strip_prefix("rc_")?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some((id, secret))
+}
+
+/// Check a presented bearer token against its stored row (found by id) and the scope needed.
+pub fn verify(presented: Option<&str>, row: Option<&TokenRow>, need: Scope) -> Result<Principal, AuthError> {
     let presented = presented.ok_or(AuthError::Missing)?;
-    let rest = presented.strip_prefix("rc_").ok_or(AuthError::Invalid)?;
-    let (id, secret) = rest.split_once('_').ok_or(AuthError::Invalid)?;
-    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(AuthError::Invalid);
-    }
-    let row = store.find_token(id).await?.ok_or(AuthError::Invalid)?;
-    let ok: bool = hash(secret)
-        .as_bytes()
-        .ct_eq(row.secret_hash.as_bytes())
-        .into();
+    let (_, secret) = token_id(presented).ok_or(AuthError::Invalid)?;
+    let row = row.ok_or(AuthError::Invalid)?;
+    let ok: bool = hash(secret).as_bytes().ct_eq(row.secret_hash.as_bytes()).into();
     if !ok {
         return Err(AuthError::Invalid);
     }
@@ -119,9 +115,18 @@ pub async fn authenticate(
         return Err(AuthError::WrongScope { have, need });
     }
     Ok(Principal {
-        token_name: row.name,
+        token_name: row.name.clone(),
         scope: have,
     })
+}
+
+/// Check a presented bearer token by reading its row from the database.
+pub async fn authenticate(store: &Store, presented: Option<&str>, need: Scope) -> Result<Principal, AuthError> {
+    let row = match presented.and_then(token_id) {
+        Some((id, _)) => store.find_token(id).await?,
+        None => None,
+    };
+    verify(presented, row.as_ref(), need)
 }
 
 #[cfg(test)]

@@ -26,6 +26,12 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// How often the change feed is polled for changes made by other servers or the CLI.
+    pub feed_poll_ms: u64,
+    /// Lifetime of signed role tokens.
+    pub role_token_ttl_secs: u64,
+    /// `aud` of signed role tokens.
+    pub role_token_audience: String,
 }
 
 impl Default for Settings {
@@ -39,6 +45,9 @@ impl Default for Settings {
             default_page_size: 100,
             db_max_connections: 8,
             workers: 0,
+            feed_poll_ms: 200,
+            role_token_ttl_secs: 300,
+            role_token_audience: "rolecall".into(),
         }
     }
 }
@@ -68,6 +77,9 @@ impl fmt::Debug for Settings {
             .field("default_page_size", &self.default_page_size)
             .field("db_max_connections", &self.db_max_connections)
             .field("workers", &self.workers)
+            .field("feed_poll_ms", &self.feed_poll_ms)
+            .field("role_token_ttl_secs", &self.role_token_ttl_secs)
+            .field("role_token_audience", &self.role_token_audience)
             .finish()
     }
 }

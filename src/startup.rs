@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -13,21 +14,30 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreOptions};
+use crate::access::{keys, Access};
+use crate::store::{Actor, Store, StoreOptions};
 
 pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    follower: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = connect(&settings).await?;
-        Self::build_with_store(settings, store)
+        Self::build_with_store(settings, store).await
     }
 
-    pub fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
+    pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
+        let access = Access::load(store.clone()).await.context("loading users, groups and mappings")?;
+        if !access.keys().has_active() {
+            let actor = Actor { name: "rolecall".into(), kind: "system".into(), request_id: None, client: None };
+            keys::rotate(&store, &actor).await.context("generating the first signing key")?;
+            access.catch_up().await?;
+        }
+        let follower = access.spawn_follower(Duration::from_millis(settings.feed_poll_ms.max(10)));
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -35,11 +45,13 @@ impl Application {
         let limit = settings.max_body_bytes;
         let state = web::Data::new(Arc::new(AppState {
             store: store.clone(),
+            access,
             settings,
             metrics: Metrics::new()?,
         }));
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(http::authenticate))
                 .wrap(from_fn(http::observe))
                 .app_data(state.clone())
                 .app_data(http::scim::json_config(limit))
@@ -56,6 +68,7 @@ impl Application {
             port,
             server,
             store,
+            follower,
         })
     }
 
@@ -77,6 +90,7 @@ impl Application {
                 res?;
             }
         }
+        self.follower.abort();
         self.store.close().await;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, shared state, authentication, metrics and the error boundary.
 
+mod auth;
 pub mod error;
 mod health;
 mod middleware;
@@ -18,6 +19,7 @@ use error::ApiError;
 /// Shared by every worker.
 pub struct AppState {
     pub store: Store,
+    pub access: std::sync::Arc<crate::access::Access>,
     pub settings: Settings,
     pub metrics: Metrics,
 }
@@ -50,4 +52,5 @@ pub async fn not_found() -> actix_web::HttpResponse {
     ))
 }
 
+pub use auth::authenticate;
 pub use middleware::{observe, Caller, RequestId};

@@ -213,6 +213,7 @@ impl Store {
         let summary = serde_json::json!({"displayName": display, "externalId": n.external_id, "members": members.len()});
         record(&mut tx, actor, "group.create", "group", &id, summary).await?;
         tx.commit().await?;
+        self.committed();
         self.get_group(&id, true).await
     }
 
@@ -268,6 +269,7 @@ impl Store {
         let summary = serde_json::json!({"displayName": display, "externalId": n.external_id, "members": change_summary(changes)});
         record(&mut tx, actor, action, "group", id, summary).await?;
         tx.commit().await?;
+        self.committed();
         self.get_group(id, with_members).await
     }
 
@@ -312,6 +314,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.committed();
         Ok(())
     }
 

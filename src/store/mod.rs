@@ -9,6 +9,7 @@
 mod audit;
 mod filter_sql;
 mod groups;
+mod snapshot;
 mod tokens;
 mod users;
 
@@ -21,6 +22,7 @@ use sqlx::{AnyPool, Executor};
 pub use audit::{Actor, AuditEntry, AuditQuery, Change};
 pub use filter_sql::ListQuery;
 pub use groups::{GroupRow, MemberRow};
+pub use snapshot::SigningKeyRow;
 pub use tokens::TokenRow;
 pub use users::{GroupRef, UserRow};
 
@@ -124,6 +126,10 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     backend: Backend,
+    /// Bumped after every commit made through this process: readers of the in-memory view
+    /// catch up with the change feed first when it moved, so a change is visible to the
+    /// very next request on the same server.
+    local_writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -180,6 +186,7 @@ impl Store {
                     write,
                     read,
                     backend,
+                    local_writes: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -192,9 +199,19 @@ impl Store {
                     write: pool.clone(),
                     read: pool,
                     backend,
+                    local_writes: Default::default(),
                 })
             }
         }
+    }
+
+    /// Count of commits made through this process (see `local_writes`).
+    pub fn local_writes(&self) -> u64 {
+        self.local_writes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn committed(&self) {
+        self.local_writes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn backend(&self) -> Backend {

@@ -93,6 +93,7 @@ impl Store {
         let summary = serde_json::json!({"userName": n.user_name, "active": n.active, "externalId": n.external_id});
         record(&mut tx, actor, "user.create", "user", &id, summary).await?;
         tx.commit().await?;
+        self.committed();
         Ok(UserRow {
             id,
             active: n.active,
@@ -173,6 +174,7 @@ impl Store {
         let summary = serde_json::json!({"userName": n.user_name, "active": n.active, "externalId": n.external_id});
         record(&mut tx, actor, action, "user", id, summary).await?;
         tx.commit().await?;
+        self.committed();
         let mut user = UserRow {
             id: id.to_string(),
             active: n.active,
@@ -233,6 +235,7 @@ impl Store {
         let summary = serde_json::json!({"groups": groups.rows_affected()});
         record(&mut tx, actor, "user.delete", "user", id, summary).await?;
         tx.commit().await?;
+        self.committed();
         Ok(())
     }
 

@@ -987,7 +987,9 @@ async fn postgres_outage_is_503_and_recovers() {
         ..Settings::default()
     };
     let store = startup::connect(&settings).await.expect("connect");
-    let app = Application::build_with_store(settings, store.clone()).expect("build");
+    let app = Application::build_with_store(settings, store.clone())
+        .await
+        .expect("build");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {

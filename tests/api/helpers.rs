@@ -93,7 +93,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         ..Settings::default()
     };
     let store = startup::connect(&settings).await.expect("connect");
-    let app = Application::build_with_store(settings, store.clone()).expect("build app");
+    let app = Application::build_with_store(settings, store.clone())
+        .await
+        .expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {

@@ -6,18 +6,16 @@ mod users;
 
 use std::collections::HashMap;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, Error, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 
 use super::error::{ScimError, SCIM_CONTENT_TYPE};
 use super::State;
-use crate::auth::{self, Scope};
 use crate::scim::error::ScimType;
 use crate::scim::schema::LIST_RESPONSE_SCHEMA;
 use crate::store::ListQuery;
@@ -32,7 +30,6 @@ pub fn scope() -> actix_web::Scope<
     >,
 > {
     web::scope("/scim/v2")
-        .wrap(from_fn(require_scim_token))
         .app_data(
             web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
                 ScimError::bad_request(ScimType::InvalidValue, format!("invalid query string: {e}"))
@@ -82,33 +79,6 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
             };
             err.into()
         })
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-async fn require_scim_token(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let Some(state) = req.app_data::<State>().cloned() else {
-        let res = ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
-            .error_response();
-        return Ok(req.into_response(res).map_into_right_body());
-    };
-    match auth::authenticate(&state.store, bearer(req.headers()), Scope::Scim).await {
-        Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            Ok(next.call(req).await?.map_into_left_body())
-        }
-        Err(e) => {
-            let res = ScimError::from(e).error_response();
-            Ok(req.into_response(res).map_into_right_body())
-        }
-    }
 }
 
 /// `https://host/scim/v2`: the configured public URL, else the request's own scheme and host.

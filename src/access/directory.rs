@@ -1,0 +1,321 @@
+//! The in-memory directory: who exists, who is active, and who is in which group (nested
+//! groups included). Role lookups read it instead of the database.
+//!
+//! Ids are interned to `u32` indexes so 1,000,000 memberships cost a few megabytes: a user
+//! keeps its direct groups, a group keeps its member users, member groups and parent groups.
+
+use std::collections::HashMap;
+
+/// A user as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug)]
+struct UserEntry {
+    rec: UserRecord,
+    groups: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct GroupEntry {
+    rec: GroupRecord,
+    users: Vec<u32>,
+    subgroups: Vec<u32>,
+    parents: Vec<u32>,
+}
+
+/// A member of a group: a user or a group, by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    User(String),
+    Group(String),
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    user_idx: HashMap<String, u32>,
+    users: Vec<Option<UserEntry>>,
+    by_name: HashMap<String, u32>,
+    by_external: HashMap<String, u32>,
+    group_idx: HashMap<String, u32>,
+    groups: Vec<Option<GroupEntry>>,
+}
+
+fn remove_item(v: &mut Vec<u32>, x: u32) {
+    if let Some(pos) = v.iter().position(|&y| y == x) {
+        v.swap_remove(pos);
+    }
+}
+
+impl Directory {
+    pub fn user_count(&self) -> usize {
+        self.user_idx.len()
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.group_idx.len()
+    }
+
+    fn intern_group(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.group_idx.get(id) {
+            return i;
+        }
+        let i = self.groups.len() as u32;
+        self.groups.push(None);
+        self.group_idx.insert(id.to_string(), i);
+        i
+    }
+
+    fn intern_user(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.user_idx.get(id) {
+            return i;
+        }
+        let i = self.users.len() as u32;
+        self.users.push(None);
+        self.user_idx.insert(id.to_string(), i);
+        i
+    }
+
+    /// Insert or update a user; its memberships are kept.
+    pub fn upsert_user(&mut self, rec: UserRecord) {
+        let i = self.intern_user(&rec.id);
+        let slot = &mut self.users[i as usize];
+        let groups = match slot.take() {
+            Some(old) => {
+                self.by_name.remove(&old.rec.user_name.to_lowercase());
+                if let Some(e) = &old.rec.external_id {
+                    self.by_external.remove(e);
+                }
+                old.groups
+            }
+            None => Vec::new(),
+        };
+        self.by_name.insert(rec.user_name.to_lowercase(), i);
+        if let Some(e) = &rec.external_id {
+            self.by_external.insert(e.clone(), i);
+        }
+        self.users[i as usize] = Some(UserEntry { rec, groups });
+    }
+
+    /// Remove a user and its memberships.
+    pub fn remove_user(&mut self, id: &str) {
+        let Some(i) = self.user_idx.remove(id) else { return };
+        if let Some(old) = self.users[i as usize].take() {
+            self.by_name.remove(&old.rec.user_name.to_lowercase());
+            if let Some(e) = &old.rec.external_id {
+                self.by_external.remove(e);
+            }
+            for g in old.groups {
+                if let Some(Some(group)) = self.groups.get_mut(g as usize) {
+                    remove_item(&mut group.users, i);
+                }
+            }
+        }
+    }
+
+    /// Insert or update a group with its complete member list.
+    pub fn set_group(&mut self, rec: GroupRecord, members: &[Member]) {
+        let gi = self.intern_group(&rec.id);
+        // detach the old members
+        if let Some(old) = self.groups[gi as usize].take() {
+            for u in &old.users {
+                if let Some(Some(user)) = self.users.get_mut(*u as usize) {
+                    remove_item(&mut user.groups, gi);
+                }
+            }
+            for sg in &old.subgroups {
+                if let Some(Some(sub)) = self.groups.get_mut(*sg as usize) {
+                    remove_item(&mut sub.parents, gi);
+                }
+            }
+            self.groups[gi as usize] = Some(GroupEntry {
+                rec: rec.clone(),
+                users: Vec::new(),
+                subgroups: Vec::new(),
+                parents: old.parents,
+            });
+        } else {
+            self.groups[gi as usize] = Some(GroupEntry {
+                rec: rec.clone(),
+                users: Vec::new(),
+                subgroups: Vec::new(),
+                parents: Vec::new(),
+            });
+        }
+        let mut users = Vec::new();
+        let mut subgroups = Vec::new();
+        for m in members {
+            match m {
+                Member::User(id) => {
+                    // a membership may arrive before its user; the user entry fills in later
+                    let ui = self.intern_user(id);
+                    if let Some(Some(user)) = self.users.get_mut(ui as usize) {
+                        user.groups.push(gi);
+                    } else {
+                        self.pending_user_group(ui, gi);
+                    }
+                    users.push(ui);
+                }
+                Member::Group(id) => {
+                    let si = self.intern_group(id);
+                    match self.groups.get_mut(si as usize) {
+                        Some(Some(sub)) => sub.parents.push(gi),
+                        _ => {
+                            self.groups[si as usize] = Some(GroupEntry {
+                                rec: GroupRecord { id: id.clone(), display_name: String::new(), external_id: None },
+                                users: Vec::new(),
+                                subgroups: Vec::new(),
+                                parents: vec![gi],
+                            })
+                        }
+                    }
+                    subgroups.push(si);
+                }
+            }
+        }
+        if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
+            g.users = users;
+            g.subgroups = subgroups;
+        }
+    }
+
+    /// A membership for a user whose record has not been loaded yet: keep a placeholder.
+    fn pending_user_group(&mut self, ui: u32, gi: u32) {
+        self.users[ui as usize] = Some(UserEntry {
+            rec: UserRecord { id: String::new(), user_name: String::new(), external_id: None, active: false },
+            groups: vec![gi],
+        });
+    }
+
+    /// Remove a group: its members lose it, groups containing it lose it as a member.
+    pub fn remove_group(&mut self, id: &str) {
+        let Some(gi) = self.group_idx.remove(id) else { return };
+        if let Some(old) = self.groups[gi as usize].take() {
+            for u in old.users {
+                if let Some(Some(user)) = self.users.get_mut(u as usize) {
+                    remove_item(&mut user.groups, gi);
+                }
+            }
+            for sg in old.subgroups {
+                if let Some(Some(sub)) = self.groups.get_mut(sg as usize) {
+                    remove_item(&mut sub.parents, gi);
+                }
+            }
+            for p in old.parents {
+                if let Some(Some(parent)) = self.groups.get_mut(p as usize) {
+                    remove_item(&mut parent.subgroups, gi);
+                }
+            }
+        }
+    }
+
+    /// Find a user by id, userName (case-insensitive) or externalId.
+    pub fn find_user(&self, key: &str) -> Option<&UserRecord> {
+        let i = self
+            .user_idx
+            .get(key)
+            .or_else(|| self.by_name.get(&key.to_lowercase()))
+            .or_else(|| self.by_external.get(key))?;
+        match self.users.get(*i as usize) {
+            Some(Some(u)) if !u.rec.id.is_empty() => Some(&u.rec),
+            _ => None,
+        }
+    }
+
+    /// All groups of a user, direct and through nesting (each once, cycles are safe).
+    pub fn groups_of(&self, user_id: &str) -> Vec<&GroupRecord> {
+        let Some(&ui) = self.user_idx.get(user_id) else { return Vec::new() };
+        let Some(Some(user)) = self.users.get(ui as usize) else { return Vec::new() };
+        let mut seen: Vec<u32> = Vec::with_capacity(user.groups.len() * 2);
+        let mut stack: Vec<u32> = user.groups.clone();
+        while let Some(g) = stack.pop() {
+            if seen.contains(&g) {
+                continue;
+            }
+            seen.push(g);
+            if let Some(Some(group)) = self.groups.get(g as usize) {
+                stack.extend(group.parents.iter().copied());
+            }
+        }
+        let mut out: Vec<&GroupRecord> = seen
+            .iter()
+            .filter_map(|g| match self.groups.get(*g as usize) {
+                Some(Some(group)) if !group.rec.display_name.is_empty() || group.rec.external_id.is_some() => {
+                    Some(&group.rec)
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        out
+    }
+
+    /// Direct groups of a user (names), for the lookup answer.
+    pub fn all_groups(&self) -> impl Iterator<Item = &GroupRecord> {
+        self.groups.iter().filter_map(|g| g.as_ref().map(|g| &g.rec)).filter(|g| self.group_idx.contains_key(&g.id))
+    }
+
+    /// Every known user.
+    pub fn all_users(&self) -> impl Iterator<Item = &UserRecord> {
+        self.users
+            .iter()
+            .filter_map(|u| u.as_ref().map(|u| &u.rec))
+            .filter(|u| !u.id.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, name: &str, active: bool) -> UserRecord {
+        UserRecord { id: id.into(), user_name: name.into(), external_id: Some(format!("ext-{id}")), active }
+    }
+    fn group(id: &str, name: &str) -> GroupRecord {
+        GroupRecord { id: id.into(), display_name: name.into(), external_id: None }
+    }
+    fn names(d: &Directory, id: &str) -> Vec<String> {
+        d.groups_of(id).iter().map(|g| g.display_name.clone()).collect()
+    }
+
+    #[test]
+    fn nesting_renames_and_deletes() {
+        let mut d = Directory::default();
+        // memberships can arrive before users and subgroups
+        d.set_group(group("g1", "engineering"), &[Member::User("u1".into()), Member::Group("g2".into())]);
+        d.upsert_user(user("u1", "Alice@X.com", true));
+        d.upsert_user(user("u2", "bob@x.com", true));
+        d.set_group(group("g2", "platform"), &[Member::User("u2".into())]);
+        d.set_group(group("g3", "all"), &[Member::Group("g1".into())]);
+        assert_eq!(names(&d, "u1"), vec!["all", "engineering"]);
+        assert_eq!(names(&d, "u2"), vec!["all", "engineering", "platform"]);
+        assert_eq!(d.find_user("alice@x.com").map(|u| u.id.as_str()), Some("u1"));
+        assert_eq!(d.find_user("ext-u2").map(|u| u.id.as_str()), Some("u2"));
+        // cycle: g1 in g3 in g1
+        d.set_group(group("g1", "engineering"), &[Member::User("u1".into()), Member::Group("g2".into()), Member::Group("g3".into())]);
+        assert_eq!(names(&d, "u2"), vec!["all", "engineering", "platform"]);
+        // rename and membership change
+        d.set_group(group("g2", "platform-team"), &[]);
+        assert_eq!(names(&d, "u2"), Vec::<String>::new());
+        d.remove_group("g1");
+        assert_eq!(names(&d, "u1"), Vec::<String>::new());
+        d.upsert_user(user("u1", "alice2@x.com", false));
+        assert!(d.find_user("alice@x.com").is_none());
+        assert!(!d.find_user("alice2@x.com").unwrap().active);
+        d.remove_user("u1");
+        assert!(d.find_user("u1").is_none());
+        assert_eq!(d.user_count(), 1);
+    }
+}

@@ -1,0 +1,93 @@
+//! Following the change feed (the audit log): reload what each new entry names.
+//!
+//! PostgreSQL hands out sequence numbers at insert time, so an entry can commit after a
+//! later one. A jump in sequence numbers is remembered as a gap and asked for again on every
+//! poll for a while; sequence numbers of rolled-back transactions never appear and expire.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::{Access, AccessError};
+
+const BATCH: i64 = 1000;
+const GAP_TTL: Duration = Duration::from_secs(10);
+const MAX_GAPS: usize = 1000;
+
+pub struct FeedState {
+    last: i64,
+    gaps: BTreeMap<i64, Instant>,
+}
+
+impl FeedState {
+    pub fn new(last: i64) -> Self {
+        Self { last, gaps: BTreeMap::new() }
+    }
+}
+
+pub(super) async fn apply_pending(access: &Access, feed: &mut FeedState) -> Result<(), AccessError> {
+    loop {
+        let gaps: Vec<i64> = feed.gaps.keys().copied().collect();
+        let changes = access.store.changes_since(feed.last, &gaps, BATCH).await?;
+        let now = Instant::now();
+        feed.gaps.retain(|_, seen| now.duration_since(*seen) < GAP_TTL);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut users = BTreeSet::new();
+        let mut groups = BTreeSet::new();
+        let (mut mapping, mut tokens, mut keys) = (false, false, false);
+        for c in &changes {
+            if c.seq > feed.last {
+                for missing in (feed.last + 1)..c.seq {
+                    if feed.gaps.len() < MAX_GAPS {
+                        feed.gaps.insert(missing, now);
+                    }
+                }
+                feed.last = c.seq;
+            } else {
+                feed.gaps.remove(&c.seq);
+            }
+            match c.target_type.as_str() {
+                "user" => {
+                    users.insert(c.target_id.clone());
+                }
+                "group" => {
+                    groups.insert(c.target_id.clone());
+                }
+                "mapping" => mapping = true,
+                "token" => tokens = true,
+                "key" => keys = true,
+                _ => {}
+            }
+        }
+        for id in &users {
+            let rec = access.store.load_user_record(id).await?;
+            let mut dir = access.directory_mut();
+            match rec {
+                Some(u) => dir.upsert_user(u),
+                None => dir.remove_user(id),
+            }
+        }
+        for id in &groups {
+            let rec = access.store.load_group_record(id).await?;
+            let mut dir = access.directory_mut();
+            match rec {
+                Some((g, members)) => dir.set_group(g, &members),
+                None => dir.remove_group(id),
+            }
+        }
+        if mapping {
+            access.reload_mapping().await?;
+        }
+        if tokens {
+            access.reload_tokens().await?;
+        }
+        if keys {
+            access.reload_keys().await?;
+        }
+        if (changes.len() as i64) < BATCH {
+            return Ok(());
+        }
+    }
+}
+

@@ -1,0 +1,190 @@
+//! The in-memory role view gateways query: the directory (users, groups, nesting), the
+//! compiled mapping, API tokens and signing keys. Lookups never touch the database.
+//!
+//! Freshness: every change is an audit-log entry (written in the change's transaction), and
+//! the audit log is the change feed. A follower task polls it (every 200 ms by default) and
+//! reloads what each entry names, so changes made by other servers or by the CLI show within
+//! a second. Changes made through this process bump a counter in the [`Store`]; a reader that
+//! sees the counter moved catches up first, so such a change is visible to the very next
+//! request.
+
+pub mod directory;
+mod feed;
+pub mod keys;
+mod lookup;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use crate::roles::document::MappingDocument;
+use crate::roles::resolve::CompiledMapping;
+use crate::store::{Store, StoreError, TokenRow};
+use directory::Directory;
+pub use feed::FeedState;
+pub use keys::KeySet;
+pub use lookup::{LookupError, RoleAnswer};
+
+/// The mapping in force and the version it has in the database (0 = never applied).
+pub struct Mapping {
+    pub version: i64,
+    pub compiled: CompiledMapping,
+}
+
+pub struct Access {
+    store: Store,
+    directory: RwLock<Directory>,
+    mapping: RwLock<Arc<Mapping>>,
+    tokens: RwLock<HashMap<String, TokenRow>>,
+    keys: RwLock<Arc<KeySet>>,
+    feed: tokio::sync::Mutex<FeedState>,
+    /// `store.local_writes()` as of the last catch-up.
+    applied_local: AtomicU64,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored mapping document is invalid: {0}")]
+    InvalidMapping(String),
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+impl Access {
+    /// Load everything from the database. Feed entries written while loading are
+    /// re-applied afterwards (reloads are idempotent).
+    pub async fn load(store: Store) -> Result<Arc<Self>, AccessError> {
+        let start_seq = store.last_change().await?;
+        let local = store.local_writes();
+        let mut dir = Directory::default();
+        let mut pending: Vec<(String, directory::GroupRecord, Vec<directory::Member>)> = Vec::new();
+        let mut members: HashMap<String, Vec<directory::Member>> = HashMap::new();
+        store
+            .load_directory(
+                |u| dir.upsert_user(u),
+                |g| pending.push((g.id.clone(), g, Vec::new())),
+                |gid, m| members.entry(gid).or_default().push(m),
+            )
+            .await?;
+        for (id, g, _) in pending {
+            let m = members.remove(&id).unwrap_or_default();
+            dir.set_group(g, &m);
+        }
+        let mapping = Self::read_mapping(&store).await?;
+        let tokens = Self::read_tokens(&store).await?;
+        let keys = KeySet::load(&store).await?;
+        Ok(Arc::new(Self {
+            store,
+            directory: RwLock::new(dir),
+            mapping: RwLock::new(Arc::new(mapping)),
+            tokens: RwLock::new(tokens),
+            keys: RwLock::new(Arc::new(keys)),
+            feed: tokio::sync::Mutex::new(FeedState::new(start_seq)),
+            applied_local: AtomicU64::new(local),
+        }))
+    }
+
+    async fn read_mapping(store: &Store) -> Result<Mapping, AccessError> {
+        let Some((version, doc)) = store.get_mapping().await? else {
+            let compiled = CompiledMapping::new(MappingDocument::default())
+                .map_err(|p| AccessError::InvalidMapping(format!("{p:?}")))?;
+            return Ok(Mapping { version: 0, compiled });
+        };
+        let doc = crate::roles::document::parse_json(doc).map_err(|problems| {
+            AccessError::InvalidMapping(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
+        let compiled = CompiledMapping::new(doc)
+            .map_err(|p| AccessError::InvalidMapping(p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+        Ok(Mapping { version, compiled })
+    }
+
+    async fn read_tokens(store: &Store) -> Result<HashMap<String, TokenRow>, AccessError> {
+        Ok(store.list_tokens().await?.into_iter().map(|t| (t.id.clone(), t)).collect())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Catch up with this process's own writes before answering (cheap when nothing moved).
+    pub async fn fresh(&self) -> Result<(), AccessError> {
+        if self.store.local_writes() != self.applied_local.load(Ordering::Acquire) {
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
+    /// Apply every feed entry not yet applied.
+    pub async fn catch_up(&self) -> Result<(), AccessError> {
+        let mut feed = self.feed.lock().await;
+        let local = self.store.local_writes();
+        feed::apply_pending(self, &mut feed).await?;
+        self.applied_local.store(local, Ordering::Release);
+        Ok(())
+    }
+
+    /// Follow the change feed until the process ends.
+    pub fn spawn_follower(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.catch_up().await {
+                    tracing::warn!(error = %e, "change feed: catch-up failed; retrying");
+                }
+            }
+        })
+    }
+
+    pub fn mapping(&self) -> Arc<Mapping> {
+        Arc::clone(&read(&self.mapping))
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&read(&self.keys))
+    }
+
+    /// The token row for an id, from memory.
+    pub fn token(&self, id: &str) -> Option<TokenRow> {
+        read(&self.tokens).get(id).cloned()
+    }
+
+    pub(crate) fn directory(&self) -> RwLockReadGuard<'_, Directory> {
+        read(&self.directory)
+    }
+
+    pub(crate) fn directory_mut(&self) -> RwLockWriteGuard<'_, Directory> {
+        write(&self.directory)
+    }
+
+    pub(crate) async fn reload_mapping(&self) -> Result<(), AccessError> {
+        let m = Self::read_mapping(&self.store).await?;
+        *write(&self.mapping) = Arc::new(m);
+        Ok(())
+    }
+
+    pub(crate) async fn reload_tokens(&self) -> Result<(), AccessError> {
+        let t = Self::read_tokens(&self.store).await?;
+        *write(&self.tokens) = t;
+        Ok(())
+    }
+
+    pub(crate) async fn reload_keys(&self) -> Result<(), AccessError> {
+        let k = KeySet::load(&self.store).await?;
+        *write(&self.keys) = Arc::new(k);
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Authentication for every protected path, by prefix: `/scim/v2` needs a `scim` token,
+//! `/v1` and `/access/v1` a `lookup` token, `/admin` an `admin` token. Tokens are checked
+//! against the in-memory copy (kept current by the change feed); an id not yet known there
+//! (a token just created by another process) is looked up in the database.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpResponse, ResponseError};
+
+use super::error::{ApiError, ScimError};
+use super::State;
+use crate::auth::{self, AuthError, Scope};
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The scope a path needs, and whether errors there are in SCIM form.
+fn needs(path: &str) -> Option<(Scope, bool)> {
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    if under("/scim/v2") {
+        Some((Scope::Scim, true))
+    } else if under("/v1") || under("/access/v1") {
+        Some((Scope::Lookup, false))
+    } else if under("/admin") {
+        Some((Scope::Admin, false))
+    } else {
+        None
+    }
+}
+
+fn error_response(e: AuthError, scim: bool) -> HttpResponse {
+    if scim {
+        return ScimError::from(e).error_response();
+    }
+    let status = match &e {
+        AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+        AuthError::WrongScope { .. } => StatusCode::FORBIDDEN,
+        AuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    if let AuthError::Store(s) = &e {
+        tracing::warn!(error = %s, "token check failed");
+        return ApiError::new(status, "the database is unavailable; retry later").error_response();
+    }
+    ApiError::new(status, e.to_string()).error_response()
+}
+
+async fn check(state: &State, presented: Option<&str>, need: Scope) -> Result<auth::Principal, AuthError> {
+    state.access.fresh().await.map_err(|e| match e {
+        crate::access::AccessError::Store(s) => AuthError::Store(s),
+        other => AuthError::Store(crate::store::StoreError::Corrupt(other.to_string())),
+    })?;
+    let id = presented.and_then(auth::token_id).map(|(id, _)| id);
+    let row = match id {
+        Some(id) => match state.access.token(id) {
+            Some(row) => Some(row),
+            None => state.access.store().find_token(id).await?,
+        },
+        None => None,
+    };
+    auth::verify(presented, row.as_ref(), need)
+}
+
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some((need, scim)) = needs(req.path()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let Some(state) = req.app_data::<State>().cloned() else {
+        let res = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").error_response();
+        return Ok(req.into_response(res).map_into_right_body());
+    };
+    match check(&state, bearer(req.headers()), need).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(e) => Ok(req.into_response(error_response(e, scim)).map_into_right_body()),
+    }
+}

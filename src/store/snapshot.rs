@@ -1,0 +1,188 @@
+//! Reads for the in-memory role view (whole-directory loads at start-up, single-entity
+//! reloads when the change feed names them) and the mapping document and signing keys.
+
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::audit::{record, Actor};
+use super::{now, Result, Store, StoreError};
+use crate::access::directory::{GroupRecord, Member, UserRecord};
+
+/// `active` as a BIGINT in both back-ends (the Any driver cannot decode SQLite booleans).
+const USER_COLS: &str =
+    "id, user_name, external_id, CAST(CASE WHEN active THEN 1 ELSE 0 END AS BIGINT) AS active";
+
+fn user_record(row: &sqlx::any::AnyRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        user_name: row.try_get("user_name")?,
+        external_id: row.try_get("external_id")?,
+        active: row.try_get::<i64, _>("active")? != 0,
+    })
+}
+
+fn group_record(row: &sqlx::any::AnyRow) -> Result<GroupRecord> {
+    Ok(GroupRecord {
+        id: row.try_get("id")?,
+        display_name: row.try_get("display_name")?,
+        external_id: row.try_get("external_id")?,
+    })
+}
+
+fn member(kind: &str, id: String) -> Member {
+    if kind == "Group" {
+        Member::Group(id)
+    } else {
+        Member::User(id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub private_pkcs8: String,
+    pub public_key: String,
+    pub created: String,
+    pub retired: Option<String>,
+}
+
+impl Store {
+    /// Every user, group and membership, streamed (1,000,000 memberships never sit in memory as rows).
+    pub async fn load_directory(
+        &self,
+        mut on_user: impl FnMut(UserRecord),
+        mut on_group: impl FnMut(GroupRecord),
+        mut on_member: impl FnMut(String, Member),
+    ) -> Result<()> {
+        let sql = format!("SELECT {USER_COLS} FROM scim_users");
+        let mut rows = sqlx::query(&sql).fetch(&self.read);
+        while let Some(row) = rows.try_next().await? {
+            on_user(user_record(&row)?);
+        }
+        drop(rows);
+        let mut rows = sqlx::query("SELECT id, display_name, external_id FROM scim_groups").fetch(&self.read);
+        while let Some(row) = rows.try_next().await? {
+            on_group(group_record(&row)?);
+        }
+        drop(rows);
+        let mut rows =
+            sqlx::query("SELECT group_id, member_id, member_type FROM scim_members ORDER BY group_id").fetch(&self.read);
+        while let Some(row) = rows.try_next().await? {
+            let kind: String = row.try_get(2)?;
+            on_member(row.try_get(0)?, member(&kind, row.try_get(1)?));
+        }
+        Ok(())
+    }
+
+    pub async fn load_user_record(&self, id: &str) -> Result<Option<UserRecord>> {
+        let sql = format!("SELECT {USER_COLS} FROM scim_users WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(&self.read).await?;
+        row.as_ref().map(user_record).transpose()
+    }
+
+    pub async fn load_group_record(&self, id: &str) -> Result<Option<(GroupRecord, Vec<Member>)>> {
+        let row = sqlx::query("SELECT id, display_name, external_id FROM scim_groups WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let group = group_record(&row)?;
+        let rows = sqlx::query("SELECT member_id, member_type FROM scim_members WHERE group_id = $1")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        let members = rows
+            .iter()
+            .map(|r| Ok(member(&r.try_get::<String, _>(1)?, r.try_get(0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((group, members)))
+    }
+
+    /// The mapping document in force and its version (None before the first apply).
+    pub async fn get_mapping(&self) -> Result<Option<(i64, Value)>> {
+        let row = sqlx::query("SELECT version, doc FROM mapping_document WHERE id = 1")
+            .fetch_optional(&self.read)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let doc: String = row.try_get("doc")?;
+        let doc = serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("mapping document: {e}")))?;
+        Ok(Some((row.try_get("version")?, doc)))
+    }
+
+    /// Replace the mapping document if its version is still `expected` (None = whatever it is).
+    /// Returns the new version. The audit entry carries `summary` (the diff).
+    pub async fn put_mapping(&self, doc: &Value, expected: Option<i64>, summary: Value, actor: &Actor) -> Result<i64> {
+        let mut tx = self.write.begin().await?;
+        let current: Option<i64> = sqlx::query("SELECT version FROM mapping_document WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("version"))
+            .transpose()?;
+        if let Some(e) = expected {
+            if current.unwrap_or(0) != e {
+                return Err(StoreError::PreconditionFailed(e));
+            }
+        }
+        let version = current.unwrap_or(0) + 1;
+        sqlx::query(
+            "INSERT INTO mapping_document (id, version, doc, updated) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET version = $1, doc = $2, updated = $3",
+        )
+        .bind(version)
+        .bind(doc.to_string())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        record(&mut tx, actor, "mapping.apply", "mapping", "rolecall", summary).await?;
+        tx.commit().await?;
+        self.committed();
+        Ok(version)
+    }
+
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
+        let rows = sqlx::query("SELECT kid, private_pkcs8, public_key, created, retired FROM signing_keys ORDER BY created")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKeyRow {
+                    kid: r.try_get("kid")?,
+                    private_pkcs8: r.try_get("private_pkcs8")?,
+                    public_key: r.try_get("public_key")?,
+                    created: r.try_get("created")?,
+                    retired: r.try_get("retired")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Add a signing key; the keys in use before it are marked retired (kept for verification).
+    pub async fn add_signing_key(&self, key: &SigningKeyRow, actor: &Actor) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired = $1 WHERE retired IS NULL")
+            .bind(key.created.clone())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO signing_keys (kid, private_pkcs8, public_key, created) VALUES ($1, $2, $3, $4)")
+            .bind(key.kid.clone())
+            .bind(key.private_pkcs8.clone())
+            .bind(key.public_key.clone())
+            .bind(key.created.clone())
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, actor, "key.rotate", "key", &key.kid, serde_json::json!({"kid": key.kid})).await?;
+        tx.commit().await?;
+        self.committed();
+        Ok(())
+    }
+
+    /// Forget retired keys older than `before` (their tokens have all expired).
+    pub async fn prune_signing_keys(&self, before: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM signing_keys WHERE retired IS NOT NULL AND retired < $1")
+            .bind(before.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
