@@ -102,11 +102,18 @@ pub fn token_id(presented: &str) -> Option<(&str, &str)> {
 }
 
 /// Check a presented bearer token against its stored row (found by id) and the scope needed.
-pub fn verify(presented: Option<&str>, row: Option<&TokenRow>, need: Scope) -> Result<Principal, AuthError> {
+pub fn verify(
+    presented: Option<&str>,
+    row: Option<&TokenRow>,
+    need: Scope,
+) -> Result<Principal, AuthError> {
     let presented = presented.ok_or(AuthError::Missing)?;
     let (_, secret) = token_id(presented).ok_or(AuthError::Invalid)?;
     let row = row.ok_or(AuthError::Invalid)?;
-    let ok: bool = hash(secret).as_bytes().ct_eq(row.secret_hash.as_bytes()).into();
+    let ok: bool = hash(secret)
+        .as_bytes()
+        .ct_eq(row.secret_hash.as_bytes())
+        .into();
     if !ok {
         return Err(AuthError::Invalid);
     }
@@ -121,7 +128,11 @@ pub fn verify(presented: Option<&str>, row: Option<&TokenRow>, need: Scope) -> R
 }
 
 /// Check a presented bearer token by reading its row from the database.
-pub async fn authenticate(store: &Store, presented: Option<&str>, need: Scope) -> Result<Principal, AuthError> {
+pub async fn authenticate(
+    store: &Store,
+    presented: Option<&str>,
+    need: Scope,
+) -> Result<Principal, AuthError> {
     let row = match presented.and_then(token_id) {
         Some((id, _)) => store.find_token(id).await?,
         None => None,

@@ -2,9 +2,13 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::access::mappings::ApplyError;
+use crate::access::{keys, Access};
 use crate::auth::{self, Scope};
 use crate::config::{LogFormat, Settings};
+use crate::roles::document::{parse_toml, to_toml, MappingDocument};
 use crate::startup::{self, Application};
+use crate::store::Actor;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +54,30 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The group-to-role mapping table.
+    #[command(subcommand)]
+    Mappings(MappingsCommand),
+    /// Signing keys for role tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingsCommand {
+    /// Check a mapping file; every problem is printed with its line; exits non-zero on any.
+    Validate { file: std::path::PathBuf },
+    /// What applying FILE would change: rules added/removed, and each user's role changes.
+    Diff { file: std::path::PathBuf },
+    /// Apply FILE in one transaction (prints the diff). Running servers pick it up within a second.
+    Apply { file: std::path::PathBuf },
+    /// Print the mapping in force, in the file format.
+    Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key; the old one stays published until its tokens expire.
+    Rotate,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +103,15 @@ pub struct ServeArgs {
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "ROLECALL_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Apply this mapping file at start-up (before serving).
+    #[arg(long, env = "ROLECALL_MAPPINGS")]
+    pub mappings: Option<std::path::PathBuf>,
+    /// Lifetime of signed role tokens, in seconds.
+    #[arg(long, env = "ROLECALL_ROLE_TOKEN_TTL", default_value_t = 300)]
+    pub role_token_ttl: u64,
+    /// `aud` claim of signed role tokens.
+    #[arg(long, env = "ROLECALL_ROLE_TOKEN_AUDIENCE", default_value = "rolecall")]
+    pub role_token_audience: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,10 +153,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_page_size: a.max_page_size.max(1),
                 db_max_connections: a.db_max_connections,
                 workers: a.workers,
+                role_token_ttl_secs: a.role_token_ttl.max(1),
+                role_token_audience: a.role_token_audience,
                 ..Settings::default()
             };
             tracing::info!(settings = ?settings, "starting rolecall");
-            let app = Application::build(settings).await?;
+            let store = startup::connect(&settings).await?;
+            if let Some(file) = &a.mappings {
+                let access = Access::load(store.clone()).await?;
+                let doc = read_mapping_file(file)?;
+                let (version, diff) = access
+                    .apply(doc, None, &Actor::cli())
+                    .await
+                    .map_err(apply_error)?;
+                tracing::info!(file = %file.display(), version, changes = !diff.is_empty(), "applied mapping file");
+            }
+            let app = Application::build_with_store(settings, store).await?;
             tracing::info!(port = app.port(), "listening");
             app.run_until_stopped(startup::shutdown_signal()).await
         }
@@ -130,6 +179,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             startup::connect(&settings).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Mappings(MappingsCommand::Validate { file }) => {
+            read_mapping_file(&file)?;
+            println!("{}: valid", file.display());
+            Ok(())
+        }
+        Command::Mappings(m) => {
+            let settings = Settings {
+                database_url: url,
+                ..Settings::default()
+            };
+            let store = startup::connect(&settings).await?;
+            let access = Access::load(store.clone()).await?;
+            match m {
+                MappingsCommand::Diff { file } => {
+                    let diff = access
+                        .preview(read_mapping_file(&file)?)
+                        .map_err(apply_error)?;
+                    print!("{}", diff.render_text());
+                }
+                MappingsCommand::Apply { file } => {
+                    let (version, diff) = access
+                        .apply(read_mapping_file(&file)?, None, &Actor::cli())
+                        .await
+                        .map_err(apply_error)?;
+                    print!("{}", diff.render_text());
+                    println!("applied {} as mapping version {version}", file.display());
+                }
+                MappingsCommand::Export => {
+                    print!("{}", to_toml(access.mapping().compiled.document()))
+                }
+                MappingsCommand::Validate { .. } => {}
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let settings = Settings {
+                database_url: url,
+                ..Settings::default()
+            };
+            let store = startup::connect(&settings).await?;
+            let kid = keys::rotate(&store, &Actor::cli()).await?;
+            println!("new signing key {kid}; running servers sign with it within a second");
+            store.close().await;
             Ok(())
         }
         Command::Token(t) => {
@@ -172,5 +267,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
+    }
+}
+
+/// Read and validate a mapping file; every problem is reported with its line.
+fn read_mapping_file(file: &std::path::Path) -> anyhow::Result<MappingDocument> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    parse_toml(&text).map_err(|problems| {
+        let list: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {p}", file.display()))
+            .collect();
+        anyhow::anyhow!("{} problem(s):\n{}", problems.len(), list.join("\n"))
+    })
+}
+
+fn apply_error(e: ApplyError) -> anyhow::Error {
+    match e {
+        ApplyError::Invalid(problems) => {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{} problem(s):\n{}", problems.len(), list.join("\n"))
+        }
+        other => other.into(),
     }
 }

@@ -11,10 +11,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::access::{keys, Access};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::access::{keys, Access};
 use crate::store::{Actor, Store, StoreOptions};
 
 pub struct Application {
@@ -31,10 +31,19 @@ impl Application {
     }
 
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
-        let access = Access::load(store.clone()).await.context("loading users, groups and mappings")?;
+        let access = Access::load(store.clone())
+            .await
+            .context("loading users, groups and mappings")?;
         if !access.keys().has_active() {
-            let actor = Actor { name: "rolecall".into(), kind: "system".into(), request_id: None, client: None };
-            keys::rotate(&store, &actor).await.context("generating the first signing key")?;
+            let actor = Actor {
+                name: "rolecall".into(),
+                kind: "system".into(),
+                request_id: None,
+                client: None,
+            };
+            keys::rotate(&store, &actor)
+                .await
+                .context("generating the first signing key")?;
             access.catch_up().await?;
         }
         let follower = access.spawn_follower(Duration::from_millis(settings.feed_poll_ms.max(10)));
@@ -55,7 +64,7 @@ impl Application {
                 .wrap(from_fn(http::observe))
                 .app_data(state.clone())
                 .app_data(http::scim::json_config(limit))
-                .configure(http::routes)
+                .configure(|cfg| http::routes(cfg, limit))
                 .default_service(web::to(http::not_found))
         })
         .disable_signals()

@@ -111,7 +111,9 @@ impl Directory {
 
     /// Remove a user and its memberships.
     pub fn remove_user(&mut self, id: &str) {
-        let Some(i) = self.user_idx.remove(id) else { return };
+        let Some(i) = self.user_idx.remove(id) else {
+            return;
+        };
         if let Some(old) = self.users[i as usize].take() {
             self.by_name.remove(&old.rec.user_name.to_lowercase());
             if let Some(e) = &old.rec.external_id {
@@ -174,7 +176,11 @@ impl Directory {
                         Some(Some(sub)) => sub.parents.push(gi),
                         _ => {
                             self.groups[si as usize] = Some(GroupEntry {
-                                rec: GroupRecord { id: id.clone(), display_name: String::new(), external_id: None },
+                                rec: GroupRecord {
+                                    id: id.clone(),
+                                    display_name: String::new(),
+                                    external_id: None,
+                                },
                                 users: Vec::new(),
                                 subgroups: Vec::new(),
                                 parents: vec![gi],
@@ -194,14 +200,21 @@ impl Directory {
     /// A membership for a user whose record has not been loaded yet: keep a placeholder.
     fn pending_user_group(&mut self, ui: u32, gi: u32) {
         self.users[ui as usize] = Some(UserEntry {
-            rec: UserRecord { id: String::new(), user_name: String::new(), external_id: None, active: false },
+            rec: UserRecord {
+                id: String::new(),
+                user_name: String::new(),
+                external_id: None,
+                active: false,
+            },
             groups: vec![gi],
         });
     }
 
     /// Remove a group: its members lose it, groups containing it lose it as a member.
     pub fn remove_group(&mut self, id: &str) {
-        let Some(gi) = self.group_idx.remove(id) else { return };
+        let Some(gi) = self.group_idx.remove(id) else {
+            return;
+        };
         if let Some(old) = self.groups[gi as usize].take() {
             for u in old.users {
                 if let Some(Some(user)) = self.users.get_mut(u as usize) {
@@ -236,8 +249,12 @@ impl Directory {
 
     /// All groups of a user, direct and through nesting (each once, cycles are safe).
     pub fn groups_of(&self, user_id: &str) -> Vec<&GroupRecord> {
-        let Some(&ui) = self.user_idx.get(user_id) else { return Vec::new() };
-        let Some(Some(user)) = self.users.get(ui as usize) else { return Vec::new() };
+        let Some(&ui) = self.user_idx.get(user_id) else {
+            return Vec::new();
+        };
+        let Some(Some(user)) = self.users.get(ui as usize) else {
+            return Vec::new();
+        };
         let mut seen: Vec<u32> = Vec::with_capacity(user.groups.len() * 2);
         let mut stack: Vec<u32> = user.groups.clone();
         while let Some(g) = stack.pop() {
@@ -252,7 +269,9 @@ impl Directory {
         let mut out: Vec<&GroupRecord> = seen
             .iter()
             .filter_map(|g| match self.groups.get(*g as usize) {
-                Some(Some(group)) if !group.rec.display_name.is_empty() || group.rec.external_id.is_some() => {
+                Some(Some(group))
+                    if !group.rec.display_name.is_empty() || group.rec.external_id.is_some() =>
+                {
                     Some(&group.rec)
                 }
                 _ => None,
@@ -264,7 +283,10 @@ impl Directory {
 
     /// Direct groups of a user (names), for the lookup answer.
     pub fn all_groups(&self) -> impl Iterator<Item = &GroupRecord> {
-        self.groups.iter().filter_map(|g| g.as_ref().map(|g| &g.rec)).filter(|g| self.group_idx.contains_key(&g.id))
+        self.groups
+            .iter()
+            .filter_map(|g| g.as_ref().map(|g| &g.rec))
+            .filter(|g| self.group_idx.contains_key(&g.id))
     }
 
     /// Every known user.
@@ -281,30 +303,55 @@ mod tests {
     use super::*;
 
     fn user(id: &str, name: &str, active: bool) -> UserRecord {
-        UserRecord { id: id.into(), user_name: name.into(), external_id: Some(format!("ext-{id}")), active }
+        UserRecord {
+            id: id.into(),
+            user_name: name.into(),
+            external_id: Some(format!("ext-{id}")),
+            active,
+        }
     }
     fn group(id: &str, name: &str) -> GroupRecord {
-        GroupRecord { id: id.into(), display_name: name.into(), external_id: None }
+        GroupRecord {
+            id: id.into(),
+            display_name: name.into(),
+            external_id: None,
+        }
     }
     fn names(d: &Directory, id: &str) -> Vec<String> {
-        d.groups_of(id).iter().map(|g| g.display_name.clone()).collect()
+        d.groups_of(id)
+            .iter()
+            .map(|g| g.display_name.clone())
+            .collect()
     }
 
     #[test]
     fn nesting_renames_and_deletes() {
         let mut d = Directory::default();
         // memberships can arrive before users and subgroups
-        d.set_group(group("g1", "engineering"), &[Member::User("u1".into()), Member::Group("g2".into())]);
+        d.set_group(
+            group("g1", "engineering"),
+            &[Member::User("u1".into()), Member::Group("g2".into())],
+        );
         d.upsert_user(user("u1", "Alice@X.com", true));
         d.upsert_user(user("u2", "bob@x.com", true));
         d.set_group(group("g2", "platform"), &[Member::User("u2".into())]);
         d.set_group(group("g3", "all"), &[Member::Group("g1".into())]);
         assert_eq!(names(&d, "u1"), vec!["all", "engineering"]);
         assert_eq!(names(&d, "u2"), vec!["all", "engineering", "platform"]);
-        assert_eq!(d.find_user("alice@x.com").map(|u| u.id.as_str()), Some("u1"));
+        assert_eq!(
+            d.find_user("alice@x.com").map(|u| u.id.as_str()),
+            Some("u1")
+        );
         assert_eq!(d.find_user("ext-u2").map(|u| u.id.as_str()), Some("u2"));
         // cycle: g1 in g3 in g1
-        d.set_group(group("g1", "engineering"), &[Member::User("u1".into()), Member::Group("g2".into()), Member::Group("g3".into())]);
+        d.set_group(
+            group("g1", "engineering"),
+            &[
+                Member::User("u1".into()),
+                Member::Group("g2".into()),
+                Member::Group("g3".into()),
+            ],
+        );
         assert_eq!(names(&d, "u2"), vec!["all", "engineering", "platform"]);
         // rename and membership change
         d.set_group(group("g2", "platform-team"), &[]);

@@ -20,16 +20,23 @@ pub struct FeedState {
 
 impl FeedState {
     pub fn new(last: i64) -> Self {
-        Self { last, gaps: BTreeMap::new() }
+        Self {
+            last,
+            gaps: BTreeMap::new(),
+        }
     }
 }
 
-pub(super) async fn apply_pending(access: &Access, feed: &mut FeedState) -> Result<(), AccessError> {
+pub(super) async fn apply_pending(
+    access: &Access,
+    feed: &mut FeedState,
+) -> Result<(), AccessError> {
     loop {
         let gaps: Vec<i64> = feed.gaps.keys().copied().collect();
         let changes = access.store.changes_since(feed.last, &gaps, BATCH).await?;
         let now = Instant::now();
-        feed.gaps.retain(|_, seen| now.duration_since(*seen) < GAP_TTL);
+        feed.gaps
+            .retain(|_, seen| now.duration_since(*seen) < GAP_TTL);
         if changes.is_empty() {
             return Ok(());
         }
@@ -90,4 +97,3 @@ pub(super) async fn apply_pending(access: &Access, feed: &mut FeedState) -> Resu
         }
     }
 }
-

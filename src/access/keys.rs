@@ -46,7 +46,10 @@ impl KeySet {
 
     /// Sign claims with the active key (kid in the header).
     pub fn sign(&self, claims: &Value) -> Result<String, AccessError> {
-        let (kid, key) = self.active.as_ref().ok_or_else(|| key_error("no signing key; run `rolecall keys rotate`"))?;
+        let (kid, key) = self
+            .active
+            .as_ref()
+            .ok_or_else(|| key_error("no signing key; run `rolecall keys rotate`"))?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());
         jsonwebtoken::encode(&header, claims, key).map_err(key_error)

@@ -48,32 +48,60 @@ pub struct RoleAnswer {
 
 impl Access {
     /// The user's grants and group names, from memory.
-    fn resolve(&self, user_key: &str) -> Result<(UserOut, Vec<String>, Vec<Grant>, std::sync::Arc<super::Mapping>), LookupError> {
+    fn resolve(
+        &self,
+        user_key: &str,
+    ) -> Result<
+        (
+            UserOut,
+            Vec<String>,
+            Vec<Grant>,
+            std::sync::Arc<super::Mapping>,
+        ),
+        LookupError,
+    > {
         let mapping = self.mapping();
         let dir = self.directory();
         let user = dir.find_user(user_key).ok_or(LookupError::UnknownUser)?;
         let groups = dir.groups_of(&user.id);
         let infos: Vec<GroupInfo<'_>> = groups
             .iter()
-            .map(|g| GroupInfo { display_name: &g.display_name, external_id: g.external_id.as_deref() })
+            .map(|g| GroupInfo {
+                display_name: &g.display_name,
+                external_id: g.external_id.as_deref(),
+            })
             .collect();
         let grants = mapping.compiled.grants(user.active, &infos);
         let names = groups.iter().map(|g| g.display_name.clone()).collect();
-        let out = UserOut { id: user.id.clone(), user_name: user.user_name.clone(), active: user.active };
+        let out = UserOut {
+            id: user.id.clone(),
+            user_name: user.user_name.clone(),
+            active: user.active,
+        };
         drop(dir);
         Ok((out, names, grants, mapping))
     }
 
     /// `GET /v1/users/{user}/roles[?workspace=W&project=P]`.
-    pub fn roles(&self, user_key: &str, workspace: Option<&str>, project: Option<&str>) -> Result<RoleAnswer, LookupError> {
+    pub fn roles(
+        &self,
+        user_key: &str,
+        workspace: Option<&str>,
+        project: Option<&str>,
+    ) -> Result<RoleAnswer, LookupError> {
         let (user, groups, grants, mapping) = self.resolve(user_key)?;
         let effective = match workspace {
             None if project.is_some() => {
-                return Err(LookupError::UnknownScope("a project needs its workspace".into()));
+                return Err(LookupError::UnknownScope(
+                    "a project needs its workspace".into(),
+                ));
             }
             None => None,
             Some(w) => {
-                let target = mapping.compiled.scope(Some(w), project).map_err(LookupError::UnknownScope)?;
+                let target = mapping
+                    .compiled
+                    .scope(Some(w), project)
+                    .map_err(LookupError::UnknownScope)?;
                 Some(mapping.compiled.effective(&grants, &target).and_then(|g| {
                     mapping.compiled.role(&g.role).map(|def| Effective {
                         scope: target.clone(),
@@ -85,7 +113,13 @@ impl Access {
                 }))
             }
         };
-        Ok(RoleAnswer { user, groups, roles: grants, effective, mapping_version: mapping.version })
+        Ok(RoleAnswer {
+            user,
+            groups,
+            roles: grants,
+            effective,
+            mapping_version: mapping.version,
+        })
     }
 
     /// May `user_key` do `action` at the scope named by `workspace`/`project` (on `model`, asking
@@ -99,7 +133,13 @@ impl Access {
         model: Option<&str>,
         max_tokens: Option<u64>,
     ) -> Decision {
-        let deny = |reason: String| Decision { allowed: false, role: None, max_tokens: None, rpm: None, reason: Some(reason) };
+        let deny = |reason: String| Decision {
+            allowed: false,
+            role: None,
+            max_tokens: None,
+            rpm: None,
+            reason: Some(reason),
+        };
         let (user, _, grants, mapping) = match self.resolve(user_key) {
             Ok(r) => r,
             Err(e) => return deny(format!("unknown user \"{user_key}\": {e}")),
@@ -111,7 +151,9 @@ impl Access {
             Ok(t) => t,
             Err(e) => return deny(e),
         };
-        mapping.compiled.evaluate_at(&grants, &target, action, model, max_tokens)
+        mapping
+            .compiled
+            .evaluate_at(&grants, &target, action, model, max_tokens)
     }
 
     /// Grants of a user for a signed role token: (user, grants).

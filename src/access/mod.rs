@@ -12,6 +12,7 @@ pub mod directory;
 mod feed;
 pub mod keys;
 mod lookup;
+pub mod mappings;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,18 +100,38 @@ impl Access {
         let Some((version, doc)) = store.get_mapping().await? else {
             let compiled = CompiledMapping::new(MappingDocument::default())
                 .map_err(|p| AccessError::InvalidMapping(format!("{p:?}")))?;
-            return Ok(Mapping { version: 0, compiled });
+            return Ok(Mapping {
+                version: 0,
+                compiled,
+            });
         };
         let doc = crate::roles::document::parse_json(doc).map_err(|problems| {
-            AccessError::InvalidMapping(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            AccessError::InvalidMapping(
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
-        let compiled = CompiledMapping::new(doc)
-            .map_err(|p| AccessError::InvalidMapping(p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+        let compiled = CompiledMapping::new(doc).map_err(|p| {
+            AccessError::InvalidMapping(
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
         Ok(Mapping { version, compiled })
     }
 
     async fn read_tokens(store: &Store) -> Result<HashMap<String, TokenRow>, AccessError> {
-        Ok(store.list_tokens().await?.into_iter().map(|t| (t.id.clone(), t)).collect())
+        Ok(store
+            .list_tokens()
+            .await?
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect())
     }
 
     pub fn store(&self) -> &Store {

@@ -50,7 +50,11 @@ fn error_response(e: AuthError, scim: bool) -> HttpResponse {
     ApiError::new(status, e.to_string()).error_response()
 }
 
-async fn check(state: &State, presented: Option<&str>, need: Scope) -> Result<auth::Principal, AuthError> {
+async fn check(
+    state: &State,
+    presented: Option<&str>,
+    need: Scope,
+) -> Result<auth::Principal, AuthError> {
     state.access.fresh().await.map_err(|e| match e {
         crate::access::AccessError::Store(s) => AuthError::Store(s),
         other => AuthError::Store(crate::store::StoreError::Corrupt(other.to_string())),
@@ -74,7 +78,8 @@ pub async fn authenticate(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let Some(state) = req.app_data::<State>().cloned() else {
-        let res = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").error_response();
+        let res =
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").error_response();
         return Ok(req.into_response(res).map_into_right_body());
     };
     match check(&state, bearer(req.headers()), need).await {
@@ -82,6 +87,8 @@ pub async fn authenticate(
             req.extensions_mut().insert(principal);
             Ok(next.call(req).await?.map_into_left_body())
         }
-        Err(e) => Ok(req.into_response(error_response(e, scim)).map_into_right_body()),
+        Err(e) => Ok(req
+            .into_response(error_response(e, scim))
+            .map_into_right_body()),
     }
 }

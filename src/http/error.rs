@@ -131,6 +131,8 @@ impl From<AuthError> for ScimError {
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// Extra members of the problem body (e.g. `problems` for a 422).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -144,8 +146,51 @@ impl ApiError {
         Self {
             status,
             detail: detail.into(),
+            extra: None,
         }
     }
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value);
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let scim = ScimError::from(e);
+        ApiError::new(scim.status, scim.detail)
+    }
+}
+
+/// Body parsing for JSON endpoints outside `/scim/v2`: errors as problem bodies.
+pub fn problem_json_config(limit: usize) -> actix_web::web::JsonConfig {
+    use actix_web::error::JsonPayloadError;
+    actix_web::web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|e, _| {
+            let err = match &e {
+                JsonPayloadError::Overflow { limit }
+                | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than {limit} bytes"),
+                ),
+                JsonPayloadError::ContentType => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "the request body must be application/json",
+                ),
+                JsonPayloadError::Deserialize(d) => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body is not valid JSON: {d}"),
+                ),
+                other => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {other}"),
+                ),
+            };
+            err.into()
+        })
 }
 
 impl ResponseError for ApiError {
@@ -161,14 +206,17 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("Bearer realm=\"rolecall\""),
             ));
         }
-        res.body(
-            json!({
-                "type": "about:blank",
-                "title": self.status.canonical_reason().unwrap_or("Error"),
-                "status": self.status.as_u16(),
-                "detail": self.detail,
-            })
-            .to_string(),
-        )
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let (Some(extra), Some(obj)) = (&self.extra, body.as_object_mut()) {
+            for (k, v) in extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        res.body(body.to_string())
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP edge: routes, shared state, authentication, metrics and the error boundary.
 
+mod admin;
 mod auth;
 pub mod error;
+mod gateway;
 mod health;
 mod middleware;
 pub mod scim;
@@ -26,7 +28,10 @@ pub struct AppState {
 
 pub type State = web::Data<Arc<AppState>>;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    let json = error::problem_json_config(body_limit);
+    gateway::routes(cfg, json.clone());
+    admin::routes(cfg, json);
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(health::healthz))

@@ -23,7 +23,8 @@ pub(crate) struct Built {
 pub(crate) fn build(root: &Located) -> Built {
     let mut cx = Cx::default();
     let mut doc = MappingDocument::default();
-    for (name, path, value) in cx.table("", root, &["default_role", "roles", "workspaces", "rules"]) {
+    for (name, path, value) in cx.table("", root, &["default_role", "roles", "workspaces", "rules"])
+    {
         match name {
             "default_role" => doc.default_role = cx.string(&path, value).unwrap_or_default(),
             "roles" => {
@@ -64,7 +65,10 @@ impl Cx {
     }
 
     fn wrong_type(&mut self, path: &str, expected: &str, found: &Located) {
-        self.problem(path, format!("expected {expected}, found {}", found.node.kind()));
+        self.problem(
+            path,
+            format!("expected {expected}, found {}", found.node.kind()),
+        );
     }
 
     /// The entries of a table, with their paths; every key is allowed.
@@ -100,7 +104,10 @@ impl Cx {
             } else {
                 self.problem(
                     &p,
-                    format!("unknown key {name:?} (expected one of: {})", known.join(", ")),
+                    format!(
+                        "unknown key {name:?} (expected one of: {})",
+                        known.join(", ")
+                    ),
                 );
             }
         }
@@ -151,7 +158,10 @@ impl Cx {
         match &value.node {
             Node::Int(i) if *i >= min && *i <= i128::from(i64::MAX) => i64::try_from(*i).ok(),
             Node::Int(_) => {
-                self.problem(path, format!("expected an integer from {min} to {}", i64::MAX));
+                self.problem(
+                    path,
+                    format!("expected an integer from {min} to {}", i64::MAX),
+                );
                 None
             }
             _ => {
@@ -176,7 +186,14 @@ impl Cx {
             max_tokens: 0,
             rpm: 0,
         };
-        let known = ["rank", "description", "permissions", "models", "max_tokens", "rpm"];
+        let known = [
+            "rank",
+            "description",
+            "permissions",
+            "models",
+            "max_tokens",
+            "rpm",
+        ];
         let mut has_rank = false;
         let entries = self.table(path, value, &known);
         let is_table = matches!(value.node, Node::Table(_));
@@ -235,16 +252,18 @@ impl Cx {
         let mut has_role = false;
         let is_table = matches!(value.node, Node::Table(_));
         for (name, p, v) in self.table(path, value, &known) {
-            let s = self.string(&p, v);
+            // A present key keeps its place even when unusable (placeholder ""), so that the
+            // semantic checks see what the author meant to give.
+            let s = self.string(&p, v).unwrap_or_default();
             match name {
-                "group" => rule.group = s,
-                "group_external_id" => rule.group_external_id = s,
+                "group" => rule.group = Some(s),
+                "group_external_id" => rule.group_external_id = Some(s),
                 "role" => {
                     has_role = true;
-                    rule.role = s.unwrap_or_default();
+                    rule.role = s;
                 }
-                "workspace" => rule.workspace = s,
-                _ => rule.project = s,
+                "workspace" => rule.workspace = Some(s),
+                _ => rule.project = Some(s),
             }
         }
         if is_table {

@@ -145,7 +145,7 @@ fn finish(built: build::Built, lines: Option<&LineIndex>) -> Result<MappingDocum
     problems.extend(
         semantic
             .into_iter()
-            .filter(|p| !structural.iter().any(|s| related(s, &p.path))),
+            .filter(|p| !structural.iter().any(|s| inside(&p.path, s))),
     );
     if problems.is_empty() {
         Ok(built.doc)
@@ -172,16 +172,13 @@ fn lookup(spans: &HashMap<String, usize>, path: &str) -> Option<usize> {
     }
 }
 
-/// Is one path the other or inside it? A semantic problem at a path related to a structural one
-/// is a consequence of it (a placeholder value) and is not reported.
-fn related(a: &str, b: &str) -> bool {
-    let inside = |inner: &str, outer: &str| {
-        outer.is_empty()
-            || inner == outer
-            || (inner.starts_with(outer)
-                && matches!(inner.as_bytes().get(outer.len()), Some(b'.' | b'[')))
-    };
-    inside(a, b) || inside(b, a)
+/// Is `inner` the path `outer` or inside it? A semantic problem at or inside a path with a
+/// structural problem is a consequence of its placeholder value and is not reported.
+fn inside(inner: &str, outer: &str) -> bool {
+    outer.is_empty()
+        || inner == outer
+        || (inner.starts_with(outer)
+            && matches!(inner.as_bytes().get(outer.len()), Some(b'.' | b'[')))
 }
 
 /// The document as TOML in the documented format; `parse_toml(&to_toml(d)) == Ok(d)` for every

@@ -46,7 +46,11 @@ pub fn glob_problem(pattern: &str) -> Option<String> {
     if bad.is_empty() {
         None
     } else {
-        let shown: String = bad.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ");
+        let shown: String = bad
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         Some(format!(
             "bad model glob {pattern:?}: character(s) {shown} not allowed (use A-Z a-z 0-9 . _ : / - and *)"
         ))

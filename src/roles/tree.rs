@@ -253,7 +253,10 @@ impl<'de> Visitor<'de> for LocatedVisitor {
         }
         if !p.datetime_field.is_empty() && first_name == p.datetime_field {
             let _: de::IgnoredAny = map.next_value()?;
-            while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
             return Ok(plain(Node::Datetime));
         }
         let mut entries = vec![(first, map.next_value::<Located>()?)];

@@ -211,7 +211,8 @@ impl Store {
     }
 
     fn committed(&self) {
-        self.local_writes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.local_writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn backend(&self) -> Backend {

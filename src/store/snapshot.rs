@@ -61,13 +61,16 @@ impl Store {
             on_user(user_record(&row)?);
         }
         drop(rows);
-        let mut rows = sqlx::query("SELECT id, display_name, external_id FROM scim_groups").fetch(&self.read);
+        let mut rows =
+            sqlx::query("SELECT id, display_name, external_id FROM scim_groups").fetch(&self.read);
         while let Some(row) = rows.try_next().await? {
             on_group(group_record(&row)?);
         }
         drop(rows);
-        let mut rows =
-            sqlx::query("SELECT group_id, member_id, member_type FROM scim_members ORDER BY group_id").fetch(&self.read);
+        let mut rows = sqlx::query(
+            "SELECT group_id, member_id, member_type FROM scim_members ORDER BY group_id",
+        )
+        .fetch(&self.read);
         while let Some(row) = rows.try_next().await? {
             let kind: String = row.try_get(2)?;
             on_member(row.try_get(0)?, member(&kind, row.try_get(1)?));
@@ -77,21 +80,26 @@ impl Store {
 
     pub async fn load_user_record(&self, id: &str) -> Result<Option<UserRecord>> {
         let sql = format!("SELECT {USER_COLS} FROM scim_users WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(&self.read).await?;
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(user_record).transpose()
     }
 
     pub async fn load_group_record(&self, id: &str) -> Result<Option<(GroupRecord, Vec<Member>)>> {
-        let row = sqlx::query("SELECT id, display_name, external_id FROM scim_groups WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, display_name, external_id FROM scim_groups WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let group = group_record(&row)?;
-        let rows = sqlx::query("SELECT member_id, member_type FROM scim_members WHERE group_id = $1")
-            .bind(id.to_string())
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT member_id, member_type FROM scim_members WHERE group_id = $1")
+                .bind(id.to_string())
+                .fetch_all(&self.read)
+                .await?;
         let members = rows
             .iter()
             .map(|r| Ok(member(&r.try_get::<String, _>(1)?, r.try_get(0)?)))
@@ -106,13 +114,20 @@ impl Store {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let doc: String = row.try_get("doc")?;
-        let doc = serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("mapping document: {e}")))?;
+        let doc = serde_json::from_str(&doc)
+            .map_err(|e| StoreError::Corrupt(format!("mapping document: {e}")))?;
         Ok(Some((row.try_get("version")?, doc)))
     }
 
     /// Replace the mapping document if its version is still `expected` (None = whatever it is).
     /// Returns the new version. The audit entry carries `summary` (the diff).
-    pub async fn put_mapping(&self, doc: &Value, expected: Option<i64>, summary: Value, actor: &Actor) -> Result<i64> {
+    pub async fn put_mapping(
+        &self,
+        doc: &Value,
+        expected: Option<i64>,
+        summary: Value,
+        actor: &Actor,
+    ) -> Result<i64> {
         let mut tx = self.write.begin().await?;
         let current: Option<i64> = sqlx::query("SELECT version FROM mapping_document WHERE id = 1")
             .fetch_optional(&mut *tx)
@@ -134,7 +149,15 @@ impl Store {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        record(&mut tx, actor, "mapping.apply", "mapping", "rolecall", summary).await?;
+        record(
+            &mut tx,
+            actor,
+            "mapping.apply",
+            "mapping",
+            "rolecall",
+            summary,
+        )
+        .await?;
         tx.commit().await?;
         self.committed();
         Ok(version)
@@ -171,7 +194,15 @@ impl Store {
             .bind(key.created.clone())
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, actor, "key.rotate", "key", &key.kid, serde_json::json!({"kid": key.kid})).await?;
+        record(
+            &mut tx,
+            actor,
+            "key.rotate",
+            "key",
+            &key.kid,
+            serde_json::json!({"kid": key.kid}),
+        )
+        .await?;
         tx.commit().await?;
         self.committed();
         Ok(())
@@ -179,10 +210,11 @@ impl Store {
 
     /// Forget retired keys older than `before` (their tokens have all expired).
     pub async fn prune_signing_keys(&self, before: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM signing_keys WHERE retired IS NOT NULL AND retired < $1")
-            .bind(before.to_string())
-            .execute(&self.write)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM signing_keys WHERE retired IS NOT NULL AND retired < $1")
+                .bind(before.to_string())
+                .execute(&self.write)
+                .await?;
         Ok(done.rows_affected())
     }
 }

@@ -1,0 +1,322 @@
+//! The API enforcement points call (token scope `lookup`): role lookups, AuthZEN access
+//! evaluation, signed role tokens, and the public discovery documents.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::health::not_allowed;
+use super::State;
+use crate::access::LookupError;
+use crate::roles::evaluate::{Decision, MESSAGES_CREATE};
+
+pub fn routes(cfg: &mut web::ServiceConfig, json: web::JsonConfig) {
+    cfg.service(
+        web::resource("/v1/users/{user}/roles")
+            .route(web::get().to(roles))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/v1/users/{user}/token")
+            .route(web::post().to(role_token))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/access/v1/evaluation")
+            .app_data(json.clone())
+            .route(web::post().to(evaluation))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/access/v1/evaluations")
+            .app_data(json)
+            .route(web::post().to(evaluations))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/.well-known/authzen-configuration")
+            .route(web::get().to(authzen_configuration))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/.well-known/jwks.json")
+            .route(web::get().to(jwks))
+            .default_service(not_allowed("GET")),
+    );
+}
+
+/// The public base URL: configured, or the request's own scheme and host.
+pub fn public_base(state: &State, req: &HttpRequest) -> String {
+    match &state.settings.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    }
+}
+
+fn json_response(body: &Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+fn lookup_error(e: LookupError) -> ApiError {
+    match e {
+        LookupError::UnknownUser => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        LookupError::UnknownScope(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+    }
+}
+
+async fn roles(
+    state: State,
+    req: HttpRequest,
+    user: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let answer = state
+        .access
+        .roles(
+            &user,
+            q.get("workspace").map(String::as_str),
+            q.get("project").map(String::as_str),
+        )
+        .map_err(lookup_error)?;
+    let body = serde_json::to_vec(&answer)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("W/\"{:016x}\"", hasher.finish());
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body))
+}
+
+fn bad(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, detail)
+}
+
+fn str_field<'a>(obj: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    obj.and_then(|o| o.get(key)).and_then(Value::as_str)
+}
+
+/// One AuthZEN evaluation request (already merged with batch defaults) → a decision.
+fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError> {
+    let subject = req
+        .get("subject")
+        .filter(|v| v.is_object())
+        .ok_or_else(|| bad("\"subject\" (an object) is required"))?;
+    let action = req
+        .get("action")
+        .filter(|v| v.is_object())
+        .ok_or_else(|| bad("\"action\" (an object) is required"))?;
+    let resource = req
+        .get("resource")
+        .filter(|v| v.is_object())
+        .ok_or_else(|| bad("\"resource\" (an object) is required"))?;
+    let subject_type =
+        str_field(Some(subject), "type").ok_or_else(|| bad("\"subject.type\" is required"))?;
+    let subject_id =
+        str_field(Some(subject), "id").ok_or_else(|| bad("\"subject.id\" is required"))?;
+    let action_name =
+        str_field(Some(action), "name").ok_or_else(|| bad("\"action.name\" is required"))?;
+    let resource_type =
+        str_field(Some(resource), "type").ok_or_else(|| bad("\"resource.type\" is required"))?;
+    let resource_id = str_field(Some(resource), "id");
+    let props = resource.get("properties");
+    let max_tokens = match req.get("context").and_then(|c| c.get("max_tokens")) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad("\"context.max_tokens\" must be a non-negative integer"))?,
+        ),
+    };
+    let deny = |reason: String| Decision {
+        allowed: false,
+        role: None,
+        max_tokens: None,
+        rpm: None,
+        reason: Some(reason),
+    };
+    if subject_type != "user" {
+        return Ok(deny(format!(
+            "subject type \"{subject_type}\" is not supported; use \"user\""
+        )));
+    }
+    let (workspace, project, model) = match resource_type {
+        "organization" => (None, None, None),
+        "workspace" => (resource_id, str_field(props, "project"), None),
+        "project" => (str_field(props, "workspace"), resource_id, None),
+        "model" => (
+            str_field(props, "workspace"),
+            str_field(props, "project"),
+            Some(resource_id.ok_or_else(|| bad("a model resource needs \"id\" (the model id)"))?),
+        ),
+        other => {
+            return Ok(deny(format!(
+                "resource type \"{other}\" is not supported; use organization, workspace, project or model"
+            )))
+        }
+    };
+    if resource_type == "project" && workspace.is_none() {
+        return Err(bad("a project resource needs properties.workspace"));
+    }
+    let action_name = if model.is_some() && action_name.is_empty() {
+        MESSAGES_CREATE
+    } else {
+        action_name
+    };
+    Ok(state.access.decide(
+        subject_id,
+        action_name,
+        workspace,
+        project,
+        model,
+        max_tokens,
+    ))
+}
+
+fn decision_json(d: &Decision) -> Value {
+    let mut context = Map::new();
+    if let Some(r) = &d.role {
+        context.insert("role".into(), json!(r));
+    }
+    if let Some(m) = d.max_tokens {
+        context.insert("max_tokens".into(), json!(m));
+    }
+    if let Some(r) = d.rpm {
+        context.insert("rpm".into(), json!(r));
+    }
+    if let Some(reason) = &d.reason {
+        context.insert("reason".into(), json!(reason));
+        context.insert("reason_admin".into(), json!({"en": reason}));
+    }
+    json!({"decision": d.allowed, "context": context})
+}
+
+async fn evaluation(state: State, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+    let Value::Object(req) = body.into_inner() else {
+        return Err(bad("the request body must be a JSON object"));
+    };
+    let d = decide(&state, &req)?;
+    Ok(json_response(&decision_json(&d)))
+}
+
+/// AuthZEN batch: top-level subject/action/resource/context are defaults for each item of
+/// `evaluations`; `options.evaluations_semantic` is execute_all (default), deny_on_first_deny
+/// or permit_on_first_permit (evaluation stops at the first deny / permit).
+async fn evaluations(state: State, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+    let Value::Object(mut req) = body.into_inner() else {
+        return Err(bad("the request body must be a JSON object"));
+    };
+    let items = match req.remove("evaluations") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(a),
+        Some(_) => return Err(bad("\"evaluations\" must be an array")),
+    };
+    let semantic = req
+        .get("options")
+        .and_then(|o| o.get("evaluations_semantic"))
+        .and_then(Value::as_str)
+        .unwrap_or("execute_all")
+        .to_string();
+    if ![
+        "execute_all",
+        "deny_on_first_deny",
+        "permit_on_first_permit",
+    ]
+    .contains(&semantic.as_str())
+    {
+        return Err(bad(format!("unknown evaluations_semantic \"{semantic}\"")));
+    }
+    let Some(items) = items.filter(|a| !a.is_empty()) else {
+        // no evaluations array: a single evaluation
+        let d = decide(&state, &req)?;
+        return Ok(json_response(&decision_json(&d)));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(item) = item else {
+            return Err(bad(format!("evaluations[{i}] must be an object")));
+        };
+        let mut merged = req.clone();
+        merged.remove("options");
+        for (k, v) in item {
+            merged.insert(k, v);
+        }
+        let d =
+            decide(&state, &merged).map_err(|e| bad(format!("evaluations[{i}]: {}", e.detail)))?;
+        let stop = (semantic == "deny_on_first_deny" && !d.allowed)
+            || (semantic == "permit_on_first_permit" && d.allowed);
+        out.push(decision_json(&d));
+        if stop {
+            break;
+        }
+    }
+    Ok(json_response(&json!({ "evaluations": out })))
+}
+
+async fn role_token(
+    state: State,
+    req: HttpRequest,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, grants) = state.access.token_claims(&user).map_err(lookup_error)?;
+    if !user.active {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("user {} is deactivated", user.user_name),
+        ));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let ttl = state.settings.role_token_ttl_secs as i64;
+    let claims = json!({
+        "iss": public_base(&state, &req),
+        "aud": state.settings.role_token_audience,
+        "sub": user.id,
+        "user_name": user.user_name,
+        "roles": grants.iter().map(|g| json!({"scope": g.scope, "role": g.role})).collect::<Vec<_>>(),
+        "iat": now,
+        "exp": now + ttl,
+    });
+    let token = state.access.keys().sign(&claims).map_err(|e| {
+        tracing::error!(error = %e, "signing a role token failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })?;
+    Ok(json_response(
+        &json!({"token": token, "token_type": "JWT", "expires_in": ttl}),
+    ))
+}
+
+async fn jwks(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "max-age=60"))
+        .body(state.access.keys().jwks().to_string())
+}
+
+async fn authzen_configuration(state: State, req: HttpRequest) -> HttpResponse {
+    let base = public_base(&state, &req);
+    json_response(&json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+}

@@ -1,0 +1,327 @@
+//! Resolution: which roles a user holds where, from the user's groups and a compiled mapping.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use super::document::{MappingDocument, Problem, RoleDef, RuleDef};
+pub use super::evaluate::{evaluate, Decision};
+use super::validate::{fold, validate};
+
+/// Where a role holds: the organization (both None), a workspace, or a project in a workspace.
+/// Names are canonical (as written in the document). Orders organization first, then by
+/// workspace, with a workspace before its projects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Scope {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+impl Scope {
+    /// The organization-wide scope.
+    pub fn org() -> Self {
+        Scope::default()
+    }
+
+    /// Does a grant at `self` hold at `target`? The organization contains everything; a workspace
+    /// contains itself and its projects; a project only itself. Names compare case-insensitively.
+    pub fn contains(&self, target: &Scope) -> bool {
+        fn same(a: &str, b: &str) -> bool {
+            a == b || fold(a) == fold(b)
+        }
+        match (&self.workspace, &target.workspace) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(w), Some(t)) => {
+                same(w, t)
+                    && match (&self.project, &target.project) {
+                        (None, _) => true,
+                        (Some(_), None) => false,
+                        (Some(p), Some(q)) => same(p, q),
+                    }
+            }
+        }
+    }
+}
+
+/// "organization", "workspace legal", "workspace legal, project contracts".
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.workspace, &self.project) {
+            (None, _) => f.write_str("organization"),
+            (Some(w), None) => write!(f, "workspace {w}"),
+            (Some(w), Some(p)) => write!(f, "workspace {w}, project {p}"),
+        }
+    }
+}
+
+/// A role a user holds at one scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub scope: Scope,
+    pub role: String,
+    /// Display names of the user's groups whose rules grant this role at this scope, sorted and
+    /// deduplicated; empty when the grant comes from `default_role` alone.
+    pub via: Vec<String>,
+}
+
+/// A group as the resolver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupInfo<'a> {
+    pub display_name: &'a str,
+    pub external_id: Option<&'a str>,
+}
+
+/// A validated mapping document with lookup indexes.
+#[derive(Debug, Clone)]
+pub struct CompiledMapping {
+    doc: MappingDocument,
+    /// Lower-cased group displayName -> indexes of rules naming it by `group`.
+    by_name: HashMap<String, Vec<usize>>,
+    /// externalId -> indexes of rules naming it by `group_external_id`.
+    by_external_id: HashMap<String, Vec<usize>>,
+    /// Lower-cased workspace name -> (canonical name, lower-cased project name -> canonical).
+    workspaces: HashMap<String, (String, HashMap<String, String>)>,
+    /// The canonical scope of each rule.
+    rule_scopes: Vec<Scope>,
+}
+
+impl CompiledMapping {
+    /// Validates the document and builds the indexes.
+    pub fn new(doc: MappingDocument) -> Result<Self, Vec<Problem>> {
+        let problems = validate(&doc);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut workspaces = HashMap::new();
+        for ws in &doc.workspaces {
+            let projects = ws.projects.iter().map(|p| (fold(p), p.clone())).collect();
+            workspaces.insert(fold(&ws.name), (ws.name.clone(), projects));
+        }
+        let mut compiled = CompiledMapping {
+            doc: MappingDocument::default(),
+            by_name: HashMap::new(),
+            by_external_id: HashMap::new(),
+            workspaces,
+            rule_scopes: Vec::new(),
+        };
+        for (i, rule) in doc.rules.iter().enumerate() {
+            if let Some(name) = &rule.group {
+                compiled.by_name.entry(fold(name)).or_default().push(i);
+            }
+            if let Some(id) = &rule.group_external_id {
+                compiled
+                    .by_external_id
+                    .entry(id.clone())
+                    .or_default()
+                    .push(i);
+            }
+            let scope = compiled
+                .scope(rule.workspace.as_deref(), rule.project.as_deref())
+                .unwrap_or_default();
+            compiled.rule_scopes.push(scope);
+        }
+        compiled.doc = doc;
+        Ok(compiled)
+    }
+
+    pub fn document(&self) -> &MappingDocument {
+        &self.doc
+    }
+
+    pub fn role(&self, name: &str) -> Option<&RoleDef> {
+        self.doc.roles.get(name)
+    }
+
+    /// The rank of a role; unknown roles (never in a validated document) rank below all.
+    fn rank(&self, role: &str) -> i64 {
+        self.role(role).map_or(i64::MIN, |r| r.rank)
+    }
+
+    /// Does `a` beat `b`? Higher rank wins; on a tie the role name that sorts first.
+    fn beats(&self, a: &str, b: &str) -> bool {
+        (self.rank(a), std::cmp::Reverse(a)) > (self.rank(b), std::cmp::Reverse(b))
+    }
+
+    /// Canonical scope for names given by a caller (case-insensitive). An empty name counts as
+    /// absent. Err(message) for an unknown workspace or project, or a project without workspace.
+    pub fn scope(&self, workspace: Option<&str>, project: Option<&str>) -> Result<Scope, String> {
+        let workspace = workspace.filter(|w| !w.is_empty());
+        let project = project.filter(|p| !p.is_empty());
+        let Some(ws) = workspace else {
+            return match project {
+                Some(p) => Err(format!("project {p:?} given without a workspace")),
+                None => Ok(Scope::org()),
+            };
+        };
+        let (canonical, projects) = self
+            .workspaces
+            .get(&fold(ws))
+            .ok_or_else(|| format!("unknown workspace {ws:?}"))?;
+        let project = match project {
+            None => None,
+            Some(p) => Some(
+                projects
+                    .get(&fold(p))
+                    .cloned()
+                    .ok_or_else(|| format!("unknown project {p:?} in workspace {canonical:?}"))?,
+            ),
+        };
+        Ok(Scope {
+            workspace: Some(canonical.clone()),
+            project,
+        })
+    }
+
+    /// Every scope the document declares: the organization, each workspace, each project; sorted.
+    pub fn scopes(&self) -> Vec<Scope> {
+        let mut scopes = vec![Scope::org()];
+        for ws in &self.doc.workspaces {
+            let workspace = Some(ws.name.clone());
+            scopes.push(Scope {
+                workspace: workspace.clone(),
+                project: None,
+            });
+            for p in &ws.projects {
+                scopes.push(Scope {
+                    workspace: workspace.clone(),
+                    project: Some(p.clone()),
+                });
+            }
+        }
+        scopes.sort();
+        scopes
+    }
+
+    /// Indexes of the rules matching one group: by displayName (case-insensitive) or externalId.
+    fn rules_of<'s>(&'s self, group: &GroupInfo<'_>) -> impl Iterator<Item = usize> + 's {
+        let by_name = self.by_name.get(&fold(group.display_name));
+        let by_id = group.external_id.and_then(|id| self.by_external_id.get(id));
+        by_name.into_iter().chain(by_id).flatten().copied()
+    }
+
+    /// The user's grants: one per scope where a rule (or `default_role`) gives a role; at each
+    /// scope the highest-ranked role among the rules matching any of `groups` (all the user's
+    /// groups, direct and nested; the caller expands nesting) at exactly that scope. An inactive
+    /// user has none. `default_role`, when set, competes at the organization scope for every
+    /// active user (an unmapped user has exactly it; a mapped user keeps it as a floor). Sorted by
+    /// scope, organization first. Ties in rank: the role name that sorts first wins.
+    pub fn grants(&self, active: bool, groups: &[GroupInfo<'_>]) -> Vec<Grant> {
+        if !active {
+            return Vec::new();
+        }
+        // scope -> role -> display names of the groups granting it there
+        let mut found: BTreeMap<&Scope, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
+        let org = Scope::org();
+        if !self.doc.default_role.is_empty() {
+            found
+                .entry(&org)
+                .or_default()
+                .entry(&self.doc.default_role)
+                .or_default();
+        }
+        for group in groups {
+            for i in self.rules_of(group) {
+                let (Some(rule), Some(scope)) = (self.doc.rules.get(i), self.rule_scopes.get(i))
+                else {
+                    continue;
+                };
+                found
+                    .entry(scope)
+                    .or_default()
+                    .entry(rule.role.as_str())
+                    .or_default()
+                    .insert(group.display_name);
+            }
+        }
+        let mut grants = Vec::with_capacity(found.len());
+        for (scope, roles) in found {
+            let mut best: Option<(&str, BTreeSet<&str>)> = None;
+            for (role, via) in roles {
+                if best.as_ref().is_none_or(|(b, _)| self.beats(role, b)) {
+                    best = Some((role, via));
+                }
+            }
+            if let Some((role, via)) = best {
+                grants.push(Grant {
+                    scope: scope.clone(),
+                    role: role.to_string(),
+                    via: via.iter().map(|s| s.to_string()).collect(),
+                });
+            }
+        }
+        grants
+    }
+
+    /// The effective role at `target`: the highest-ranked grant whose scope is the target or
+    /// contains it. Ties in rank: the role name that sorts first; for the same role at several
+    /// scopes, the most specific scope. Returns the grant that won.
+    pub fn effective<'g>(&self, grants: &'g [Grant], target: &Scope) -> Option<&'g Grant> {
+        let mut best: Option<&'g Grant> = None;
+        for grant in grants.iter().filter(|g| g.scope.contains(target)) {
+            let better = match best {
+                None => true,
+                Some(b) if b.role == grant.role => grant.scope > b.scope,
+                Some(b) => self.beats(&grant.role, &b.role),
+            };
+            if better {
+                best = Some(grant);
+            }
+        }
+        best
+    }
+
+    /// The effective role at `target` (see [`Self::effective`]) and the decision for one request
+    /// (see [`evaluate`]).
+    pub fn evaluate_at(
+        &self,
+        grants: &[Grant],
+        target: &Scope,
+        action: &str,
+        model: Option<&str>,
+        max_tokens: Option<u64>,
+    ) -> Decision {
+        let role = self
+            .effective(grants, target)
+            .and_then(|g| self.doc.roles.get_key_value(&g.role))
+            .map(|(name, def)| (name.as_str(), def));
+        evaluate(role, target, action, model, max_tokens)
+    }
+
+    /// Rules that match none of the given groups, with their indexes. A displayName rule stops
+    /// matching silently when the group is renamed in the IdP, so these are flagged (by validate
+    /// in the CLI, diff, preview and the admin API) rather than bound to group ids behind the
+    /// document's back.
+    pub fn unmatched_rules<'a>(
+        &self,
+        groups: impl Iterator<Item = GroupInfo<'a>>,
+    ) -> Vec<(usize, RuleDef)> {
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for g in groups {
+            names.insert(fold(g.display_name));
+            if let Some(id) = g.external_id {
+                ids.insert(id);
+            }
+        }
+        let matches = |rule: &RuleDef| {
+            rule.group
+                .as_deref()
+                .is_some_and(|n| names.contains(&fold(n)))
+                || rule
+                    .group_external_id
+                    .as_deref()
+                    .is_some_and(|id| ids.contains(id))
+        };
+        self.doc
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| !matches(rule))
+            .map(|(i, rule)| (i, rule.clone()))
+            .collect()
+    }
+}

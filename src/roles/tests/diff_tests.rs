@@ -1,0 +1,363 @@
+use super::*;
+
+struct User {
+    id: &'static str,
+    name: &'static str,
+    active: bool,
+    groups: Vec<GroupInfo<'static>>,
+}
+
+fn people() -> Vec<User> {
+    vec![
+        User {
+            id: "u1",
+            name: "alice@example.com",
+            active: true,
+            groups: vec![g("engineering")],
+        },
+        User {
+            id: "u2",
+            name: "bob@example.com",
+            active: true,
+            groups: vec![g("legal")],
+        },
+        User {
+            id: "u3",
+            name: "carol@example.com",
+            active: false,
+            groups: vec![g("engineering")],
+        },
+        User {
+            id: "u4",
+            name: "aaron@example.com",
+            active: true,
+            groups: vec![g("Engineering"), g("claude-admin")],
+        },
+    ]
+}
+
+fn all_groups() -> Vec<GroupInfo<'static>> {
+    [
+        "claude-admin",
+        "engineering",
+        "eng-leads",
+        "legal",
+        "legal-counsel",
+        "tie-a",
+        "tie-b",
+        "platform",
+    ]
+    .into_iter()
+    .map(g)
+    .chain(std::iter::once(gx("Sales", "0f1a-AAAA")))
+    .collect()
+}
+
+fn run(
+    old: &CompiledMapping,
+    new: &CompiledMapping,
+    people: &[User],
+    groups: &[GroupInfo<'static>],
+) -> MappingDiff {
+    let users = people.iter().map(|u| UserView {
+        id: u.id,
+        user_name: u.name,
+        active: u.active,
+        groups: u.groups.clone(),
+    });
+    diff(old, new, users, groups.iter().copied())
+}
+
+fn changes(d: &MappingDiff) -> Vec<(&str, Scope, Option<&str>, Option<&str>)> {
+    d.users
+        .iter()
+        .map(|c| {
+            (
+                c.user_name.as_str(),
+                c.scope.clone(),
+                c.old.as_deref(),
+                c.new.as_deref(),
+            )
+        })
+        .collect()
+}
+
+const ADD: &str =
+    "\n[[rules]]\ngroup = \"engineering\"\nrole = \"owner\"\nworkspace = \"engineering\"\n";
+
+#[test]
+fn identical_documents_make_an_empty_diff() {
+    let m = compiled(BASE);
+    let d = run(&m, &m, &people(), &all_groups());
+    assert!(d.is_empty(), "{d:#?}");
+    assert!(d.unmatched_rules.is_empty());
+    assert_eq!(d.render_text(), "no changes\n");
+}
+
+#[test]
+fn rule_added_lists_the_affected_users() {
+    let old = compiled(BASE);
+    let new = compiled(&format!("{BASE}{ADD}"));
+    let d = run(&old, &new, &people(), &all_groups());
+    assert_eq!(d.rules_added.len(), 1);
+    assert_eq!(d.rules_added[0].role, "owner");
+    assert!(d.rules_removed.is_empty());
+    // sorted by user name; bob (not in the group) and inactive carol are unaffected
+    assert_eq!(
+        changes(&d),
+        vec![
+            (
+                "aaron@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("owner")
+            ),
+            (
+                "alice@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("owner")
+            ),
+        ]
+    );
+    let text = d.render_text();
+    assert!(
+        text.contains("+ rule group \"engineering\" -> owner in workspace engineering\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alice@example.com  workspace Engineering: member -> owner\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rule_removed_lists_the_affected_users() {
+    let old = compiled(&format!("{BASE}{ADD}"));
+    let new = compiled(BASE);
+    let d = run(&old, &new, &people(), &all_groups());
+    assert_eq!(d.rules_removed.len(), 1);
+    assert!(d.rules_added.is_empty());
+    assert_eq!(
+        changes(&d),
+        vec![
+            (
+                "aaron@example.com",
+                ws("Engineering"),
+                Some("owner"),
+                Some("member")
+            ),
+            (
+                "alice@example.com",
+                ws("Engineering"),
+                Some("owner"),
+                Some("member")
+            ),
+        ]
+    );
+    assert!(d
+        .render_text()
+        .contains("- rule group \"engineering\" -> owner in workspace engineering\n"));
+    // removing the only rule that maps a group: its users go to none
+    let mut smaller = doc(BASE);
+    smaller
+        .rules
+        .retain(|r| r.group.as_deref() != Some("legal"));
+    let d = run(
+        &compiled(BASE),
+        &CompiledMapping::new(smaller).unwrap(),
+        &people(),
+        &all_groups(),
+    );
+    assert_eq!(
+        changes(&d),
+        vec![
+            (
+                "bob@example.com",
+                proj("legal", "Contracts"),
+                Some("viewer"),
+                None
+            ),
+            (
+                "bob@example.com",
+                proj("legal", "litigation"),
+                Some("viewer"),
+                None
+            ),
+        ]
+    );
+    assert!(d
+        .render_text()
+        .contains("bob@example.com  workspace legal, project Contracts: viewer -> none\n"));
+}
+
+#[test]
+fn role_renamed() {
+    let old = compiled(BASE);
+    let renamed = BASE
+        .replace("[roles.member]", "[roles.engineer]")
+        .replace("role = \"member\"", "role = \"engineer\"");
+    let new = compiled(&renamed);
+    let d = run(&old, &new, &people(), &all_groups());
+    assert_eq!(d.roles_added, vec!["engineer"]);
+    assert_eq!(d.roles_removed, vec!["member"]);
+    assert!(d.roles_changed.is_empty());
+    assert_eq!(d.rules_added.len(), 4);
+    assert_eq!(d.rules_removed.len(), 4);
+    assert_eq!(
+        changes(&d),
+        vec![
+            (
+                "aaron@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("engineer")
+            ),
+            (
+                "alice@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("engineer")
+            ),
+        ]
+    );
+    let text = d.render_text();
+    assert!(text.contains("+ role engineer\n- role member\n"), "{text}");
+}
+
+#[test]
+fn role_definition_workspace_and_default_changes() {
+    let old = compiled(BASE);
+    let mut changed = doc(BASE);
+    if let Some(member) = changed.roles.get_mut("member") {
+        member.max_tokens = 1024;
+    }
+    changed.workspaces[1].projects.push("ip".into());
+    changed.workspaces.push(WorkspaceDef {
+        name: "ops".into(),
+        description: String::new(),
+        projects: vec![],
+    });
+    changed.default_role = "viewer".into();
+    let new = CompiledMapping::new(changed).unwrap();
+    let d = run(&old, &new, &people(), &all_groups());
+    assert_eq!(d.roles_changed, vec!["member"]);
+    assert_eq!(d.workspaces_added, vec!["ops"]);
+    assert_eq!(d.workspaces_changed, vec!["legal"]);
+    assert_eq!(d.default_role, Some((String::new(), "viewer".to_string())));
+    // everyone active without an org-wide role gains the default there; aaron (admin) keeps admin
+    assert_eq!(
+        changes(&d),
+        vec![
+            ("alice@example.com", org(), None, Some("viewer")),
+            ("bob@example.com", org(), None, Some("viewer")),
+        ]
+    );
+    let text = d.render_text();
+    assert!(
+        text.contains("~ role member (definition changed)\n"),
+        "{text}"
+    );
+    assert!(text.contains("~ default_role: none -> viewer\n"), "{text}");
+    assert!(
+        text.contains("alice@example.com  organization: none -> viewer\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn group_renamed_in_the_idp_flags_the_rule() {
+    // Okta renamed "engineering" to "Engineering Team"; the mapping still names "engineering".
+    let m = compiled(BASE);
+    let groups: Vec<GroupInfo<'static>> = all_groups()
+        .into_iter()
+        .map(|g| {
+            if g.display_name == "engineering" {
+                GroupInfo {
+                    display_name: "Engineering Team",
+                    ..g
+                }
+            } else {
+                g
+            }
+        })
+        .collect();
+    let alice = vec![User {
+        id: "u1",
+        name: "alice@example.com",
+        active: true,
+        groups: vec![g("Engineering Team")],
+    }];
+    let d = run(&m, &m, &alice, &groups);
+    assert!(d.is_empty(), "nothing changes between identical documents");
+    let rules: Vec<&str> = d
+        .unmatched_rules
+        .iter()
+        .filter_map(|r| r.group.as_deref())
+        .collect();
+    assert_eq!(rules, vec!["engineering", "engineering"]);
+    assert_eq!(d.unmatched_rule_indexes, vec![1, 2]);
+    let text = d.render_text();
+    assert!(
+        text.contains(
+            "! rule 1 matches no group: group \"engineering\" -> member in workspace Engineering\n"
+        ),
+        "{text}"
+    );
+
+    // Renaming a group whose rule uses the external id changes nothing.
+    let groups: Vec<GroupInfo<'static>> = all_groups()
+        .into_iter()
+        .map(|g| {
+            if g.external_id.is_some() {
+                GroupInfo {
+                    display_name: "Sales EMEA",
+                    ..g
+                }
+            } else {
+                g
+            }
+        })
+        .collect();
+    assert!(run(&m, &m, &[], &groups).unmatched_rules.is_empty());
+
+    // The fix in the new document: name the new displayName; alice gets her role back.
+    let fixed = compiled(&BASE.replace("group = \"engineering\"", "group = \"engineering team\""));
+    let d = run(
+        &m,
+        &fixed,
+        &alice,
+        &all_groups()
+            .into_iter()
+            .map(|g| {
+                if g.display_name == "engineering" {
+                    GroupInfo {
+                        display_name: "Engineering Team",
+                        ..g
+                    }
+                } else {
+                    g
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
+    assert!(d.unmatched_rules.is_empty(), "{:#?}", d.unmatched_rules);
+    assert_eq!(
+        changes(&d),
+        vec![("alice@example.com", ws("Engineering"), None, Some("member"))]
+    );
+}
+
+#[test]
+fn diff_serializes() {
+    let old = compiled(BASE);
+    let new = compiled(&format!("{BASE}{ADD}"));
+    let d = run(&old, &new, &people(), &all_groups());
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        json["users"][0]["scope"],
+        serde_json::json!({"workspace": "Engineering"})
+    );
+    assert_eq!(json["rules_added"][0]["role"], "owner");
+    assert!(json["default_role"].is_null());
+}
