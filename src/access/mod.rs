@@ -42,6 +42,8 @@ pub struct Access {
     feed: tokio::sync::Mutex<FeedState>,
     /// `store.local_writes()` as of the last catch-up.
     applied_local: AtomicU64,
+    /// `store.local_token_writes()` as of the last catch-up.
+    applied_tokens: AtomicU64,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -68,6 +70,7 @@ impl Access {
     pub async fn load(store: Store) -> Result<Arc<Self>, AccessError> {
         let start_seq = store.last_change().await?;
         let local = store.local_writes();
+        let local_tokens = store.local_token_writes();
         let mut dir = Directory::default();
         let mut pending: Vec<(String, directory::GroupRecord, Vec<directory::Member>)> = Vec::new();
         let mut members: HashMap<String, Vec<directory::Member>> = HashMap::new();
@@ -93,6 +96,7 @@ impl Access {
             keys: RwLock::new(Arc::new(keys)),
             feed: tokio::sync::Mutex::new(FeedState::new(start_seq)),
             applied_local: AtomicU64::new(local),
+            applied_tokens: AtomicU64::new(local_tokens),
         }))
     }
 
@@ -146,12 +150,23 @@ impl Access {
         Ok(())
     }
 
+    /// Catch up only if this process changed a token since the last catch-up (for
+    /// authentication, which needs nothing else from the view).
+    pub async fn fresh_tokens(&self) -> Result<(), AccessError> {
+        if self.store.local_token_writes() != self.applied_tokens.load(Ordering::Acquire) {
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
     /// Apply every feed entry not yet applied.
     pub async fn catch_up(&self) -> Result<(), AccessError> {
         let mut feed = self.feed.lock().await;
         let local = self.store.local_writes();
+        let local_tokens = self.store.local_token_writes();
         feed::apply_pending(self, &mut feed).await?;
         self.applied_local.store(local, Ordering::Release);
+        self.applied_tokens.store(local_tokens, Ordering::Release);
         Ok(())
     }
 

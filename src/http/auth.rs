@@ -55,7 +55,13 @@ async fn check(
     presented: Option<&str>,
     need: Scope,
 ) -> Result<auth::Principal, AuthError> {
-    state.access.fresh().await.map_err(|e| match e {
+    // SCIM requests need only the tokens to be current; gateway and admin answers need all
+    let fresh = if need == Scope::Scim {
+        state.access.fresh_tokens().await
+    } else {
+        state.access.fresh().await
+    };
+    fresh.map_err(|e| match e {
         crate::access::AccessError::Store(s) => AuthError::Store(s),
         other => AuthError::Store(crate::store::StoreError::Corrupt(other.to_string())),
     })?;

@@ -130,6 +130,9 @@ pub struct Store {
     /// catch up with the change feed first when it moved, so a change is visible to the
     /// very next request on the same server.
     local_writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped after every token commit made through this process: authentication catches
+    /// up first when it moved, so a revoked token fails at the very next request.
+    local_token_writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -187,6 +190,7 @@ impl Store {
                     read,
                     backend,
                     local_writes: Default::default(),
+                    local_token_writes: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -200,6 +204,7 @@ impl Store {
                     read: pool,
                     backend,
                     local_writes: Default::default(),
+                    local_token_writes: Default::default(),
                 })
             }
         }
@@ -213,6 +218,18 @@ impl Store {
     fn committed(&self) {
         self.local_writes
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Count of token commits made through this process.
+    pub fn local_token_writes(&self) -> u64 {
+        self.local_token_writes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn token_committed(&self) {
+        self.local_token_writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.committed();
     }
 
     pub fn backend(&self) -> Backend {

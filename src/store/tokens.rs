@@ -47,7 +47,7 @@ impl Store {
         let summary = serde_json::json!({"name": t.name, "scope": t.scope});
         record(&mut tx, actor, "token.create", "token", &t.id, summary).await?;
         tx.commit().await?;
-        self.committed();
+        self.token_committed();
         Ok(())
     }
 
@@ -82,7 +82,7 @@ impl Store {
         let summary = serde_json::json!({"name": name, "scope": scope});
         record(&mut tx, actor, "token.revoke", "token", &id, summary).await?;
         tx.commit().await?;
-        self.committed();
+        self.token_committed();
         Ok(())
     }
 }
