@@ -13,6 +13,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/rolecall --create-home rolecall
 COPY --from=build /src/target/release/rolecall /usr/local/bin/rolecall
+COPY mappings /usr/share/rolecall/mappings
 USER rolecall
 WORKDIR /var/lib/rolecall
 ENV ROLECALL_LISTEN=0.0.0.0:8080 \

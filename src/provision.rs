@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::scim::patch::{self, MemberChange};
 use crate::scim::resource::{normalize, parse_members, ResourceKind};
-use crate::store::{Actor, GroupRow, Store, StoreError, UserRow};
+use crate::store::{Actor, GroupChange, GroupRow, Store, StoreError, UserRow};
 
 const PATCH_ATTEMPTS: usize = 5;
 
@@ -99,11 +99,13 @@ pub async fn replace_group(
     store
         .update_group(
             id,
-            &n,
-            &changes,
-            if_match,
+            &GroupChange {
+                n: &n,
+                changes: &changes,
+                expected: if_match,
+                action: "group.replace",
+            },
             with_members,
-            "group.replace",
             actor,
         )
         .await
@@ -127,11 +129,13 @@ pub async fn patch_group(
         match store
             .update_group(
                 id,
-                &n,
-                &changes,
-                Some(current.version),
+                &GroupChange {
+                    n: &n,
+                    changes: &changes,
+                    expected: Some(current.version),
+                    action: "group.patch",
+                },
                 with_members,
-                "group.patch",
                 actor,
             )
             .await

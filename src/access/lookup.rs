@@ -35,6 +35,14 @@ pub struct Effective {
     pub policy: RoleDef,
 }
 
+/// A user resolved against the mapping in force.
+struct Resolved {
+    user: UserOut,
+    groups: Vec<String>,
+    grants: Vec<Grant>,
+    mapping: std::sync::Arc<super::Mapping>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RoleAnswer {
     pub user: UserOut,
@@ -48,18 +56,7 @@ pub struct RoleAnswer {
 
 impl Access {
     /// The user's grants and group names, from memory.
-    fn resolve(
-        &self,
-        user_key: &str,
-    ) -> Result<
-        (
-            UserOut,
-            Vec<String>,
-            Vec<Grant>,
-            std::sync::Arc<super::Mapping>,
-        ),
-        LookupError,
-    > {
+    fn resolve(&self, user_key: &str) -> Result<Resolved, LookupError> {
         let mapping = self.mapping();
         let dir = self.directory();
         let user = dir.find_user(user_key).ok_or(LookupError::UnknownUser)?;
@@ -73,13 +70,18 @@ impl Access {
             .collect();
         let grants = mapping.compiled.grants(user.active, &infos);
         let names = groups.iter().map(|g| g.display_name.clone()).collect();
-        let out = UserOut {
+        let user = UserOut {
             id: user.id.clone(),
             user_name: user.user_name.clone(),
             active: user.active,
         };
         drop(dir);
-        Ok((out, names, grants, mapping))
+        Ok(Resolved {
+            user,
+            groups: names,
+            grants,
+            mapping,
+        })
     }
 
     /// `GET /v1/users/{user}/roles[?workspace=W&project=P]`.
@@ -89,7 +91,12 @@ impl Access {
         workspace: Option<&str>,
         project: Option<&str>,
     ) -> Result<RoleAnswer, LookupError> {
-        let (user, groups, grants, mapping) = self.resolve(user_key)?;
+        let Resolved {
+            user,
+            groups,
+            grants,
+            mapping,
+        } = self.resolve(user_key)?;
         let effective = match workspace {
             None if project.is_some() => {
                 return Err(LookupError::UnknownScope(
@@ -140,7 +147,12 @@ impl Access {
             rpm: None,
             reason: Some(reason),
         };
-        let (user, _, grants, mapping) = match self.resolve(user_key) {
+        let Resolved {
+            user,
+            grants,
+            mapping,
+            ..
+        } = match self.resolve(user_key) {
             Ok(r) => r,
             Err(e) => return deny(format!("unknown user \"{user_key}\": {e}")),
         };
@@ -158,7 +170,7 @@ impl Access {
 
     /// Grants of a user for a signed role token: (user, grants).
     pub fn token_claims(&self, user_key: &str) -> Result<(UserOut, Vec<Grant>), LookupError> {
-        let (user, _, grants, _) = self.resolve(user_key)?;
-        Ok((user, grants))
+        let r = self.resolve(user_key)?;
+        Ok((r.user, r.grants))
     }
 }

@@ -171,6 +171,15 @@ async fn apply_changes(
     Ok(())
 }
 
+/// A group's new document and membership deltas, computed from `expected` (the version
+/// read; None = any), recorded in the audit log as `action`.
+pub struct GroupChange<'a> {
+    pub n: &'a Normalized,
+    pub changes: &'a [MemberChange],
+    pub expected: Option<i64>,
+    pub action: &'a str,
+}
+
 /// What a PATCH or PUT did to the membership, for the audit log.
 fn change_summary(changes: &[MemberChange]) -> Value {
     let (mut added, mut removed, mut replaced) = (0usize, 0usize, None);
@@ -238,13 +247,16 @@ impl Store {
     pub async fn update_group(
         &self,
         id: &str,
-        n: &Normalized,
-        changes: &[MemberChange],
-        expected: Option<i64>,
+        change: &GroupChange<'_>,
         with_members: bool,
-        action: &str,
         actor: &Actor,
     ) -> Result<GroupRow> {
+        let GroupChange {
+            n,
+            changes,
+            expected,
+            action,
+        } = *change;
         let display = n.display_name.clone().unwrap_or_default();
         let mut tx = self.write.begin().await?;
         let done = sqlx::query(

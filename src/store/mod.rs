@@ -21,7 +21,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{Actor, AuditEntry, AuditQuery, Change};
 pub use filter_sql::ListQuery;
-pub use groups::{GroupRow, MemberRow};
+pub use groups::{GroupChange, GroupRow, MemberRow};
 pub use snapshot::SigningKeyRow;
 pub use tokens::TokenRow;
 pub use users::{GroupRef, UserRow};
