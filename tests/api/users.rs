@@ -6,6 +6,7 @@ use crate::both;
 use crate::helpers::{TestApp, PATCH_OP, USER};
 
 both!(
+    attribute_selection,
     user_life_cycle,
     user_name_is_unique_case_insensitively,
     external_id_is_unique,
@@ -299,4 +300,55 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+async fn attribute_selection(app: TestApp) {
+    let r = app
+        .post(
+            "/scim/v2/Users?attributes=userName",
+            &json!({"schemas": [USER], "userName": "a@x.com", "title": "t",
+                    "name": {"givenName": "A", "familyName": "B"}, "emails": [{"value": "a@x.com", "type": "work"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.body,
+        json!({"schemas": [USER], "id": id, "userName": "a@x.com"})
+    );
+    let r = app
+        .get(&format!(
+            "/scim/v2/Users/{id}?attributes=name.givenName,emails.value"
+        ))
+        .await;
+    assert_eq!(
+        r.body,
+        json!({"schemas": [USER], "id": id, "name": {"givenName": "A"}, "emails": [{"value": "a@x.com"}]})
+    );
+    let r = app
+        .get("/scim/v2/Users?excludedAttributes=emails,meta,id")
+        .await;
+    let u = &r.body["Resources"][0];
+    assert!(u.get("emails").is_none() && u.get("meta").is_none());
+    assert_eq!(u["id"], id.as_str(), "id is always returned");
+    assert_eq!(u["title"], "t");
+    // a bad attributes parameter is refused before anything is written
+    let r = app
+        .post(
+            "/scim/v2/Users?attributes=emails[type%20eq%20%22work%22]",
+            &json!({"schemas": [USER], "userName": "b@x.com"}),
+        )
+        .await;
+    r.assert_scim_error(400, Some("invalidValue"));
+    assert_eq!(
+        app.get("/scim/v2/Users?count=0").await.body["totalResults"],
+        1
+    );
+    // groups: attributes without members does not return them
+    let g = app.create_group("eng", &[&id]).await;
+    let r = app
+        .get(&format!("/scim/v2/Groups/{g}?attributes=displayName"))
+        .await;
+    assert!(r.body.get("members").is_none(), "{}", r.text);
+    assert_eq!(r.body["displayName"], "eng");
 }

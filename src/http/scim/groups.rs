@@ -7,12 +7,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_url, excludes, if_match, list_params, list_response, meta, method_not_allowed,
-    not_modified, resource_response,
+    base_url, if_match, list_params, list_response, meta, method_not_allowed, not_modified,
+    projection, resource_response,
 };
 use crate::http::error::ScimError;
 use crate::http::{Caller, State};
 use crate::provision;
+use crate::scim::resource::ResourceKind;
 use crate::scim::schema::GROUP_SCHEMA;
 use crate::store::GroupRow;
 
@@ -65,28 +66,19 @@ pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
     doc
 }
 
-fn with_members(req: &HttpRequest) -> bool {
-    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok();
-    let excluded = q.as_ref().and_then(|q| {
-        q.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("excludedAttributes"))
-            .map(|(_, v)| v.clone())
-    });
-    !excludes(excluded.as_deref(), "members")
-}
-
 async fn create(
     state: State,
     caller: Caller,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
+    let proj = projection(&req)?;
     let group = provision::create_group(&state.store, body.into_inner(), &caller.0).await?;
     state.metrics.scim_op("Group", "create");
     let version = group.version;
     Ok(resource_response(
         StatusCode::CREATED,
-        render(group, &base_url(&state, &req)),
+        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
         version,
     ))
 }
@@ -96,7 +88,11 @@ async fn get(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    let group = state.store.get_group(&id, with_members(&req)).await?;
+    let proj = projection(&req)?;
+    let group = state
+        .store
+        .get_group(&id, proj.returns(ResourceKind::Group, "members"))
+        .await?;
     if not_modified(&req, group.version) {
         return Ok(HttpResponse::NotModified()
             .insert_header(("ETag", super::etag(group.version)))
@@ -105,7 +101,7 @@ async fn get(
     let version = group.version;
     Ok(resource_response(
         StatusCode::OK,
-        render(group, &base_url(&state, &req)),
+        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
         version,
     ))
 }
@@ -117,12 +113,13 @@ async fn replace(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
+    let proj = projection(&req)?;
     let group = provision::replace_group(
         &state.store,
         &id,
         body.into_inner(),
         if_match(&req)?,
-        with_members(&req),
+        proj.returns(ResourceKind::Group, "members"),
         &caller.0,
     )
     .await?;
@@ -130,7 +127,7 @@ async fn replace(
     let version = group.version;
     Ok(resource_response(
         StatusCode::OK,
-        render(group, &base_url(&state, &req)),
+        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
         version,
     ))
 }
@@ -142,12 +139,13 @@ async fn patch(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
+    let proj = projection(&req)?;
     let group = provision::patch_group(
         &state.store,
         &id,
         body.into_inner(),
         if_match(&req)?,
-        with_members(&req),
+        proj.returns(ResourceKind::Group, "members"),
         &caller.0,
     )
     .await?;
@@ -155,7 +153,7 @@ async fn patch(
     let version = group.version;
     Ok(resource_response(
         StatusCode::OK,
-        render(group, &base_url(&state, &req)),
+        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
         version,
     ))
 }
@@ -180,14 +178,12 @@ async fn list(
     q: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ScimError> {
     let p = list_params(&state, &q)?;
-    let (total, groups) = state
-        .store
-        .list_groups(&p.query, !p.excluded_members)
-        .await?;
+    let members = p.projection.returns(ResourceKind::Group, "members");
+    let (total, groups) = state.store.list_groups(&p.query, members).await?;
     let base = base_url(&state, &req);
     let resources = groups
         .into_iter()
-        .map(|g| Value::Object(render(g, &base)))
+        .map(|g| Value::Object(p.projection.apply(ResourceKind::Group, render(g, &base))))
         .collect();
     Ok(list_response(total, p.query.start_index, resources))
 }

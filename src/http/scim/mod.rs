@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use super::error::{ScimError, SCIM_CONTENT_TYPE};
 use super::State;
 use crate::scim::error::ScimType;
+use crate::scim::projection::Projection;
 use crate::scim::schema::LIST_RESPONSE_SCHEMA;
 use crate::store::ListQuery;
 
@@ -95,7 +96,27 @@ pub fn base_url(state: &State, req: &HttpRequest) -> String {
 /// Query parameters of a list request.
 pub struct ListParams {
     pub query: ListQuery,
-    pub excluded_members: bool,
+    pub projection: Projection,
+}
+
+/// `attributes` / `excludedAttributes` of any request (names are case-insensitive).
+pub fn projection(req: &HttpRequest) -> Result<Projection, ScimError> {
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+        ScimError::bad_request(ScimType::InvalidValue, format!("invalid query string: {e}"))
+    })?;
+    projection_from(&q)
+}
+
+fn projection_from(q: &HashMap<String, String>) -> Result<Projection, ScimError> {
+    let get = |name: &str| {
+        q.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    Ok(Projection::parse(
+        get("attributes"),
+        get("excludedAttributes"),
+    )?)
 }
 
 pub fn list_params(state: &State, q: &HashMap<String, String>) -> Result<ListParams, ScimError> {
@@ -134,13 +155,8 @@ pub fn list_params(state: &State, q: &HashMap<String, String>) -> Result<ListPar
             start_index,
             count,
         },
-        excluded_members: excludes(get("excludedAttributes"), "members"),
+        projection: projection_from(q)?,
     })
-}
-
-/// Does a comma-separated `excludedAttributes` list name `attr`?
-pub fn excludes(list: Option<&str>, attr: &str) -> bool {
-    list.is_some_and(|l| l.split(',').any(|a| a.trim().eq_ignore_ascii_case(attr)))
 }
 
 /// A ListResponse.

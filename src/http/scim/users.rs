@@ -8,11 +8,12 @@ use serde_json::{json, Map, Value};
 
 use super::{
     base_url, if_match, list_params, list_response, meta, method_not_allowed, not_modified,
-    resource_response,
+    projection, resource_response,
 };
 use crate::http::error::ScimError;
 use crate::http::{Caller, State};
 use crate::provision;
+use crate::scim::resource::ResourceKind;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
 use crate::store::UserRow;
 
@@ -72,12 +73,13 @@ async fn create(
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
+    let proj = projection(&req)?;
     let user = provision::create_user(&state.store, body.into_inner(), &caller.0).await?;
     state.metrics.scim_op("User", "create");
     let version = user.version;
     Ok(resource_response(
         StatusCode::CREATED,
-        render(user, &base_url(&state, &req)),
+        proj.apply(ResourceKind::User, render(user, &base_url(&state, &req))),
         version,
     ))
 }
@@ -87,6 +89,7 @@ async fn get(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
+    let proj = projection(&req)?;
     let user = state.store.get_user(&id).await?;
     if not_modified(&req, user.version) {
         return Ok(HttpResponse::NotModified()
@@ -96,7 +99,7 @@ async fn get(
     let version = user.version;
     Ok(resource_response(
         StatusCode::OK,
-        render(user, &base_url(&state, &req)),
+        proj.apply(ResourceKind::User, render(user, &base_url(&state, &req))),
         version,
     ))
 }
@@ -108,6 +111,7 @@ async fn replace(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
+    let proj = projection(&req)?;
     let user = provision::replace_user(
         &state.store,
         &id,
@@ -122,7 +126,7 @@ async fn replace(
     let version = user.version;
     Ok(resource_response(
         StatusCode::OK,
-        render(user, &base_url(&state, &req)),
+        proj.apply(ResourceKind::User, render(user, &base_url(&state, &req))),
         version,
     ))
 }
@@ -134,6 +138,7 @@ async fn patch(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
+    let proj = projection(&req)?;
     let user = provision::patch_user(
         &state.store,
         &id,
@@ -148,7 +153,7 @@ async fn patch(
     let version = user.version;
     Ok(resource_response(
         StatusCode::OK,
-        render(user, &base_url(&state, &req)),
+        proj.apply(ResourceKind::User, render(user, &base_url(&state, &req))),
         version,
     ))
 }
@@ -177,7 +182,7 @@ async fn list(
     let base = base_url(&state, &req);
     let resources = users
         .into_iter()
-        .map(|u| Value::Object(render(u, &base)))
+        .map(|u| Value::Object(p.projection.apply(ResourceKind::User, render(u, &base))))
         .collect();
     Ok(list_response(total, p.query.start_index, resources))
 }
