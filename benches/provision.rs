@@ -2,13 +2,14 @@
 //! `GET /Users?filter=userName eq "..."` latency relative to `/healthz`.
 //!
 //! `cargo bench --bench provision [-- --users N --connections N
-//!   --backend sqlite|postgres|both --pin --threads N --latency-requests N
-//!   --rounds N --release-server PATH]`
+//!   --backend sqlite|postgres|both --latency-requests N --rounds N
+//!   --serial-requests N --warmup N --threads N --pin --release-server PATH]`
 //!
 //! For each back-end it creates a token with the CLI, starts `rolecall serve`
 //! on a free port against a fresh database, warms up, creates `--users` users
 //! over `--connections` keep-alive connections, then measures /healthz and
-//! filter latency in interleaved rounds. See BENCHMARKS.md.
+//! filter latency in interleaved rounds, first over `--connections`
+//! connections, then over one. See BENCHMARKS.md.
 
 mod loadgen;
 
@@ -28,7 +29,8 @@ usage: cargo bench --bench provision -- [options]
   --connections N        concurrent keep-alive connections (default 16)
   --backend B            sqlite | postgres | both (default both)
   --latency-requests N   requests in each latency phase (default 20000)
-  --rounds N             healthz/filter rounds the latency phases are split into (default 4)
+  --rounds N             healthz/filter rounds the latency phases are split into (default 10)
+  --serial-requests N    requests in each 1-connection latency phase, 0 to skip (default 2000)
   --warmup N             GET /healthz requests before measuring (default 500)
   --threads N            load generator runtime threads (default 1)
   --pin                  server on core 0 (taskset -c 0), load generator on core 1
@@ -59,6 +61,7 @@ struct Options {
     backends: Vec<Backend>,
     latency_requests: usize,
     rounds: usize,
+    serial_requests: usize,
     warmup: usize,
     threads: usize,
     pin: bool,
@@ -71,7 +74,8 @@ fn parse_args() -> Result<Option<Options>> {
         connections: 16,
         backends: vec![Backend::Sqlite, Backend::Postgres],
         latency_requests: 20_000,
-        rounds: 4,
+        rounds: 10,
+        serial_requests: 2_000,
         warmup: 500,
         threads: 1,
         pin: false,
@@ -109,6 +113,12 @@ fn parse_args() -> Result<Option<Options>> {
                 opts.latency_requests = number("--latency-requests", value("--latency-requests")?)?
             }
             "--rounds" => opts.rounds = number("--rounds", value("--rounds")?)?,
+            "--serial-requests" => {
+                let v = value("--serial-requests")?;
+                opts.serial_requests = v
+                    .parse()
+                    .with_context(|| format!("--serial-requests: {v:?} is not a number"))?;
+            }
             "--warmup" => opts.warmup = number("--warmup", value("--warmup")?)?,
             "--threads" => opts.threads = number("--threads", value("--threads")?)?,
             "--pin" => opts.pin = true,
@@ -154,8 +164,10 @@ fn main() {
 struct Results {
     backend: Backend,
     create: Report,
-    healthz: Report,
-    filter: Report,
+    /// With `--connections` connections.
+    loaded: Latency,
+    /// With one connection (None with `--serial-requests 0`).
+    serial: Option<Latency>,
     server_cpu: Vec<(&'static str, CpuUse)>,
     log_problems: Vec<String>,
 }
@@ -178,6 +190,7 @@ fn run() -> Result<bool> {
         opts.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    print_machine_load("before");
     if opts.pin {
         pin_self_to_core(1);
     } else {
@@ -202,6 +215,7 @@ fn run() -> Result<bool> {
         }
     }
     print_table(&opts, &results);
+    print_machine_load("after");
     Ok(ok)
 }
 
@@ -310,81 +324,193 @@ fn measure(opts: &Options, backend: Backend, server: &mut Server, token: &str) -
     let create_workload = {
         let host = host.clone();
         let auth = auth.clone();
-        move |i: usize, buf: &mut Vec<u8>| {
-            let body = user_body(i);
-            loadgen::write_request(
-                buf,
-                "POST",
-                "/scim/v2/Users",
-                &host,
-                &[
-                    ("Authorization", &auth),
-                    ("Content-Type", "application/scim+json"),
-                    ("Accept", "application/scim+json"),
-                ],
-                body.as_bytes(),
-            );
+        Checked {
+            make: move |i: usize, buf: &mut Vec<u8>| {
+                let body = user_body(i);
+                loadgen::write_request(
+                    buf,
+                    "POST",
+                    "/scim/v2/Users",
+                    &host,
+                    &[
+                        ("Authorization", &auth),
+                        ("Content-Type", "application/scim+json"),
+                        ("Accept", "application/scim+json"),
+                    ],
+                    body.as_bytes(),
+                );
+            },
+            check: |_: usize, status: u16, body: &[u8]| {
+                if status == 201 {
+                    Ok(())
+                } else {
+                    Err(format!("body: {}", snippet(body)))
+                }
+            },
         }
     };
-    let cpu0 = server.cpu();
-    let create = gen.run_fixed(opts.users, create_workload)?;
-    let cpu = CpuUse::between(cpu0, server.cpu(), &create);
+    let (create, cpu) = timed(server, || gen.run_fixed(opts.users, create_workload))?;
     println!("create    {}", create.summary());
-    println!("          {} users/s; server {}", fmt0(create.rps()), cpu);
+    println!("          {} users/s; {cpu}", fmt0(create.rps()));
     server_cpu.push(("create", cpu));
     if !create.all(201) {
         bail!(
-            "create: expected {} x 201, got {} (status counts above)",
+            "create: expected {} x 201, got {}",
             opts.users,
             create.status_summary()
         );
     }
 
     // Latency: healthz and filter in interleaved rounds.
-    let per_round = opts.latency_requests.div_ceil(opts.rounds);
-    let mut healthz_total = Report::default();
-    let mut filter_total = Report::default();
-    let (mut healthz_cpu, mut filter_cpu) = (CpuUse::total(), CpuUse::total());
-    for round in 0..opts.rounds {
-        let cpu0 = server.cpu();
-        let h = gen.run_fixed(per_round, healthz_workload(healthz.clone()))?;
-        healthz_cpu.add(CpuUse::between(cpu0, server.cpu(), &h));
-        let cpu0 = server.cpu();
-        let f = gen.run_fixed(per_round, filter_workload(&host, &auth, opts.users, round))?;
-        filter_cpu.add(CpuUse::between(cpu0, server.cpu(), &f));
-        println!("round {}/{}", round + 1, opts.rounds);
-        println!("  healthz {}", h.summary());
-        println!("  filter  {}", f.summary());
-        healthz_total.merge(h);
-        filter_total.merge(f);
-    }
-    println!("healthz   {}", healthz_total.summary());
-    println!("          server {healthz_cpu}");
-    println!("filter    {}", filter_total.summary());
-    println!("          server {filter_cpu}");
-    server_cpu.push(("healthz", healthz_cpu));
-    server_cpu.push(("filter", filter_cpu));
-    if !healthz_total.all(200) {
-        bail!(
-            "latency: /healthz answers: {}",
-            healthz_total.status_summary()
+    let target = LatencyTarget {
+        server,
+        host: &host,
+        auth: &auth,
+        healthz: &healthz,
+        users: opts.users,
+    };
+    println!(
+        "latency, {} connections, {} + {} requests in {} rounds:",
+        opts.connections, opts.latency_requests, opts.latency_requests, opts.rounds
+    );
+    let loaded = target.measure(&gen, opts.latency_requests, opts.rounds, 0)?;
+    server_cpu.push(("healthz", loaded.healthz_cpu));
+    server_cpu.push(("filter", loaded.filter_cpu));
+
+    // The same on one connection: service time without queueing.
+    let serial = if opts.serial_requests > 0 {
+        println!(
+            "latency, 1 connection, {} + {} requests in 2 rounds:",
+            opts.serial_requests, opts.serial_requests
         );
-    }
-    if !filter_total.all(200) {
-        bail!(
-            "latency: filter answers (each must be 200 with totalResults 1): {}",
-            filter_total.status_summary()
-        );
-    }
+        let one = gen.clone().connections(1);
+        Some(target.measure(&one, opts.serial_requests, 2, 1000)?)
+    } else {
+        None
+    };
     server.check_alive()?;
     Ok(Results {
         backend,
         create,
-        healthz: healthz_total,
-        filter: filter_total,
+        loaded,
+        serial,
         server_cpu,
         log_problems: Vec::new(),
     })
+}
+
+/// What the latency phases hit.
+struct LatencyTarget<'a> {
+    server: &'a Server,
+    host: &'a str,
+    auth: &'a str,
+    healthz: &'a [u8],
+    users: usize,
+}
+
+/// Results of interleaved healthz/filter latency phases.
+struct Latency {
+    healthz: Report,
+    filter: Report,
+    healthz_cpu: CpuUse,
+    filter_cpu: CpuUse,
+    /// filter p99 / healthz p99 of each round.
+    round_ratios: Vec<f64>,
+}
+
+impl Latency {
+    /// The median of the per-round p99 ratios: less sensitive than the
+    /// overall ratio to a round that other processes on the machine hit.
+    fn median_round_ratio(&self) -> f64 {
+        let mut r = self.round_ratios.clone();
+        r.sort_by(f64::total_cmp);
+        match r.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => r[n / 2],
+            n => (r[n / 2 - 1] + r[n / 2]) / 2.0,
+        }
+    }
+
+    fn p99_ratio(&self) -> f64 {
+        let h = ms(self.healthz.percentile(99.0));
+        if h > 0.0 {
+            ms(self.filter.percentile(99.0)) / h
+        } else {
+            0.0
+        }
+    }
+}
+
+impl LatencyTarget<'_> {
+    /// `requests` healthz and `requests` filter requests, alternating in
+    /// `rounds` blocks so that noise hits both alike; fails unless every
+    /// answer was right.
+    fn measure(
+        &self,
+        gen: &LoadGen,
+        requests: usize,
+        rounds: usize,
+        seed: usize,
+    ) -> Result<Latency> {
+        let per_round = requests.div_ceil(rounds);
+        let mut out = Latency {
+            healthz: Report::default(),
+            filter: Report::default(),
+            healthz_cpu: CpuUse::total(),
+            filter_cpu: CpuUse::total(),
+            round_ratios: Vec::with_capacity(rounds),
+        };
+        for round in 0..rounds {
+            let (h, cpu) = timed(self.server, || {
+                gen.run_fixed(per_round, healthz_workload(self.healthz.to_vec()))
+            })?;
+            out.healthz_cpu.add(cpu);
+            let workload = filter_workload(self.host, self.auth, self.users, seed + round);
+            let (f, cpu) = timed(self.server, || gen.run_fixed(per_round, workload))?;
+            out.filter_cpu.add(cpu);
+            println!(
+                "  round {:>2}/{rounds}: healthz {:>6.0} req/s p50/p99/max {:.2}/{:.2}/{:.2} ms | \
+                 filter {:>6.0} req/s p50/p99/max {:.2}/{:.2}/{:.2} ms",
+                round + 1,
+                h.rps(),
+                ms(h.percentile(50.0)),
+                ms(h.percentile(99.0)),
+                ms(h.max()),
+                f.rps(),
+                ms(f.percentile(50.0)),
+                ms(f.percentile(99.0)),
+                ms(f.max()),
+            );
+            let h99 = ms(h.percentile(99.0));
+            if h99 > 0.0 {
+                out.round_ratios.push(ms(f.percentile(99.0)) / h99);
+            }
+            out.healthz.merge(h);
+            out.filter.merge(f);
+        }
+        println!("  healthz {}", out.healthz.summary());
+        println!("          {}", out.healthz_cpu);
+        println!("  filter  {}", out.filter.summary());
+        println!("          {}", out.filter_cpu);
+        println!(
+            "  filter p99 / healthz p99 = {:.2} (median of the rounds' ratios {:.2})",
+            out.p99_ratio(),
+            out.median_round_ratio()
+        );
+        if !out.healthz.all(200) {
+            bail!(
+                "latency: /healthz answers: {}",
+                out.healthz.status_summary()
+            );
+        }
+        if !out.filter.all(200) {
+            bail!(
+                "latency: filter answers (each must be 200 with totalResults 1): {}",
+                out.filter.status_summary()
+            );
+        }
+        Ok(out)
+    }
 }
 
 fn healthz_workload(request: Vec<u8>) -> impl loadgen::Workload {
@@ -505,70 +631,106 @@ fn print_table(opts: &Options, results: &[Results]) {
         return;
     }
     println!(
-        "{} users created over {} connections; latency phases: {} + {} requests in {} interleaved rounds",
+        "{} users created over {} connections; latency: {} healthz + {} filter requests \
+         over {} connections in {} interleaved rounds",
         opts.users,
         opts.connections,
-        results[0].healthz.requests,
-        results[0].filter.requests,
+        results[0].loaded.healthz.requests,
+        results[0].loaded.filter.requests,
+        opts.connections,
         opts.rounds
     );
     println!(
-        "{:<9} {:>15}   {:>22}   {:>20}   {:>9}",
-        "backend", "create users/s", "healthz p50/p99 (ms)", "filter p50/p99 (ms)", "p99 ratio"
+        "{:<9} {:>15}   {:>22}   {:>20}   {:>9}   {:>12}",
+        "backend",
+        "create users/s",
+        "healthz p50/p99 (ms)",
+        "filter p50/p99 (ms)",
+        "p99 ratio",
+        "median round"
     );
     for r in results {
-        let hp99 = ms(r.healthz.percentile(99.0));
-        let fp99 = ms(r.filter.percentile(99.0));
+        let l = &r.loaded;
         println!(
-            "{:<9} {:>15}   {:>22}   {:>20}   {:>9.2}",
+            "{:<9} {:>15}   {:>22}   {:>20}   {:>9.2}   {:>12.2}",
             r.backend.name(),
             fmt0(r.create.rps()),
-            format!("{:.2} / {:.2}", ms(r.healthz.percentile(50.0)), hp99),
-            format!("{:.2} / {:.2}", ms(r.filter.percentile(50.0)), fp99),
-            if hp99 > 0.0 { fp99 / hp99 } else { 0.0 }
+            p50_p99(&l.healthz),
+            p50_p99(&l.filter),
+            l.p99_ratio(),
+            l.median_round_ratio()
         );
     }
-    println!("\nraw figures:");
+    println!("\nraw figures (latencies in ms):");
     println!(
-        "{:<9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "{:<9} {:>10} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11}",
         "backend",
-        "create rps",
+        "create/s",
         "create p50",
         "create p99",
-        "healthz rps",
-        "filter rps",
+        "healthz/s",
+        "filter/s",
         "healthz max",
         "filter max"
     );
     for r in results {
+        let l = &r.loaded;
         println!(
-            "{:<9} {:>12.0} {:>12.2} {:>12.2} {:>12.0} {:>12.0} {:>12.2} {:>12.2}",
+            "{:<9} {:>10.0} {:>10.2} {:>10.2} {:>11.0} {:>11.0} {:>11.2} {:>11.2}",
             r.backend.name(),
             r.create.rps(),
             ms(r.create.percentile(50.0)),
             ms(r.create.percentile(99.0)),
-            r.healthz.rps(),
-            r.filter.rps(),
-            ms(r.healthz.max()),
-            ms(r.filter.max())
+            l.healthz.rps(),
+            l.filter.rps(),
+            ms(l.healthz.max()),
+            ms(l.filter.max())
         );
     }
+    if results.iter().any(|r| r.serial.is_some()) {
+        println!("\none connection (no queueing; latencies in ms):");
+        println!(
+            "{:<9} {:>22}   {:>20}   {:>9}   {:>9}   {:>9}",
+            "backend", "healthz p50/p99", "filter p50/p99", "p99 ratio", "healthz/s", "filter/s"
+        );
+        for r in results {
+            if let Some(l) = &r.serial {
+                println!(
+                    "{:<9} {:>22}   {:>20}   {:>9.2}   {:>9.0}   {:>9.0}",
+                    r.backend.name(),
+                    p50_p99(&l.healthz),
+                    p50_p99(&l.filter),
+                    l.p99_ratio(),
+                    l.healthz.rps(),
+                    l.filter.rps()
+                );
+            }
+        }
+    }
+    println!();
     for r in results {
-        let cpu: Vec<String> = r
-            .server_cpu
-            .iter()
-            .map(|(phase, c)| format!("{phase}: {c}"))
-            .collect();
-        println!("{} server CPU - {}", r.backend.name(), cpu.join("; "));
+        for (phase, c) in &r.server_cpu {
+            println!("{:<9} {phase:<8} {c}", r.backend.name());
+        }
         if !r.log_problems.is_empty() {
             println!(
-                "{} server log: {} warning/error lines",
+                "{:<9} server log: {} warning/error lines",
                 r.backend.name(),
                 r.log_problems.len()
             );
         }
     }
-    println!("targets: sqlite create >= 2000 users/s; filter p99 <= 1.5 x healthz p99");
+    println!(
+        "\ntargets (issue #2): sqlite create >= 2000 users/s; filter p99 <= 1.5 x healthz p99"
+    );
+}
+
+fn p50_p99(r: &Report) -> String {
+    format!(
+        "{:.2} / {:.2}",
+        ms(r.percentile(50.0)),
+        ms(r.percentile(99.0))
+    )
 }
 
 // ---------------------------------------------------------------- server
@@ -653,17 +815,7 @@ impl Server {
 
     /// Cumulative user+system CPU time of the server process.
     fn cpu(&self) -> Option<Duration> {
-        let pid = self.pid()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the parenthesised command name; utime and stime are
-        // fields 14 and 15 of the whole line, so 12 and 13 after it.
-        let after = &stat[stat.rfind(')')? + 2..];
-        let mut fields = after.split(' ');
-        let utime: u64 = fields.nth(11)?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        Some(Duration::from_secs_f64(
-            (utime + stime) as f64 / clock_ticks() as f64,
-        ))
+        process_cpu(&self.pid()?.to_string())
     }
 
     /// Log lines that look like warnings, errors or panics.
@@ -717,6 +869,20 @@ impl Drop for Server {
     }
 }
 
+/// Cumulative user+system CPU time of a process ("self" for this one).
+fn process_cpu(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15 of the whole line, so 12 and 13 after it.
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = after.split(' ');
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / clock_ticks() as f64,
+    ))
+}
+
 fn clock_ticks() -> u64 {
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
@@ -731,28 +897,36 @@ fn clock_ticks() -> u64 {
     })
 }
 
-/// Server CPU used during a phase.
+/// Run one load phase and note the CPU time the server and this process
+/// (the load generator) used meanwhile.
+fn timed(server: &Server, run: impl FnOnce() -> Result<Report>) -> Result<(Report, CpuUse)> {
+    let before = (server.cpu(), process_cpu("self"));
+    let report = run()?;
+    let after = (server.cpu(), process_cpu("self"));
+    let cpu = match (before, after) {
+        ((Some(s0), Some(c0)), (Some(s1), Some(c1))) => CpuUse {
+            server: s1.saturating_sub(s0),
+            client: c1.saturating_sub(c0),
+            wall: report.elapsed,
+            requests: report.requests,
+            known: true,
+        },
+        _ => CpuUse::default(),
+    };
+    Ok((report, cpu))
+}
+
+/// CPU time used by the server and the load generator during a phase.
 #[derive(Clone, Copy, Debug, Default)]
 struct CpuUse {
-    cpu: Duration,
+    server: Duration,
+    client: Duration,
     wall: Duration,
     requests: u64,
     known: bool,
 }
 
 impl CpuUse {
-    fn between(before: Option<Duration>, after: Option<Duration>, report: &Report) -> CpuUse {
-        match (before, after) {
-            (Some(b), Some(a)) => CpuUse {
-                cpu: a.saturating_sub(b),
-                wall: report.elapsed,
-                requests: report.requests,
-                known: true,
-            },
-            _ => CpuUse::default(),
-        }
-    }
-
     /// A total to `add` phases to.
     fn total() -> CpuUse {
         CpuUse {
@@ -763,7 +937,8 @@ impl CpuUse {
 
     fn add(&mut self, other: CpuUse) {
         self.known &= other.known;
-        self.cpu += other.cpu;
+        self.server += other.server;
+        self.client += other.client;
         self.wall += other.wall;
         self.requests += other.requests;
     }
@@ -774,11 +949,15 @@ impl std::fmt::Display for CpuUse {
         if !self.known || self.requests == 0 || self.wall.is_zero() {
             return write!(f, "CPU n/a");
         }
+        let wall = self.wall.as_secs_f64();
+        let n = self.requests as f64;
         write!(
             f,
-            "CPU {:.0}% of one core, {:.0} us/request",
-            100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64(),
-            1e6 * self.cpu.as_secs_f64() / self.requests as f64
+            "server CPU {:.0}% of a core ({:.0} us/req), load generator {:.0}% ({:.0} us/req)",
+            100.0 * self.server.as_secs_f64() / wall,
+            1e6 * self.server.as_secs_f64() / n,
+            100.0 * self.client.as_secs_f64() / wall,
+            1e6 * self.client.as_secs_f64() / n,
         )
     }
 }
@@ -825,6 +1004,26 @@ fn tail(path: &Path, n: usize) -> Vec<String> {
     };
     let lines: Vec<String> = BufReader::new(file).lines().map_while(|l| l.ok()).collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// The load average, and a warning when other processes (a build, another
+/// benchmark) are competing for the two cores.
+fn print_machine_load(when: &str) {
+    let Ok(load) = std::fs::read_to_string("/proc/loadavg") else {
+        return;
+    };
+    let one_minute: f64 = load
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    println!("load average {when}: {}", load.trim());
+    if when == "before" && one_minute > 0.5 {
+        println!(
+            "WARNING: the machine is busy (1-minute load {one_minute:.2}); the figures will be \
+             noisy. Check for builds or other benchmarks."
+        );
+    }
 }
 
 /// Pin every thread of this process (and threads created later) to `core`.

@@ -106,7 +106,7 @@ pub struct ServeArgs {
     /// Apply this mapping file at start-up (before serving).
     #[arg(long, env = "ROLECALL_MAPPINGS")]
     pub mappings: Option<std::path::PathBuf>,
-    /// Lifetime of signed role tokens, in seconds.
+    /// Lifetime of signed role tokens, in seconds (at most 86400: retired keys are published for a day).
     #[arg(long, env = "ROLECALL_ROLE_TOKEN_TTL", default_value_t = 300)]
     pub role_token_ttl: u64,
     /// `aud` claim of signed role tokens.
@@ -153,7 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_page_size: a.max_page_size.max(1),
                 db_max_connections: a.db_max_connections,
                 workers: a.workers,
-                role_token_ttl_secs: a.role_token_ttl.max(1),
+                role_token_ttl_secs: a.role_token_ttl.clamp(1, 86_400),
                 role_token_audience: a.role_token_audience,
                 ..Settings::default()
             };

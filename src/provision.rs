@@ -8,7 +8,7 @@ use crate::scim::patch::{self, MemberChange};
 use crate::scim::resource::{normalize, parse_members, ResourceKind};
 use crate::store::{Actor, GroupChange, GroupRow, Store, StoreError, UserRow};
 
-const PATCH_ATTEMPTS: usize = 5;
+const PATCH_ATTEMPTS: u64 = 20;
 
 pub async fn create_user(store: &Store, body: Value, actor: &Actor) -> Result<UserRow, StoreError> {
     let n = normalize(ResourceKind::User, body)?;
@@ -36,7 +36,7 @@ pub async fn patch_user(
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     let ops = patch::parse_patch(body)?;
-    for _ in 0..PATCH_ATTEMPTS {
+    for attempt in 0..PATCH_ATTEMPTS {
         let current = store.get_user(id).await?;
         check_version(if_match, current.version)?;
         let mut doc = current.doc.clone();
@@ -46,7 +46,7 @@ pub async fn patch_user(
             .replace_user(id, &n, Some(current.version), "user.patch", actor)
             .await
         {
-            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => continue,
+            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => backoff(attempt).await,
             other => return other,
         }
     }
@@ -120,7 +120,7 @@ pub async fn patch_group(
     actor: &Actor,
 ) -> Result<GroupRow, StoreError> {
     let ops = patch::parse_patch(body)?;
-    for _ in 0..PATCH_ATTEMPTS {
+    for attempt in 0..PATCH_ATTEMPTS {
         let current = store.get_group(id, false).await?;
         check_version(if_match, current.version)?;
         let mut doc = current.doc.clone();
@@ -140,11 +140,18 @@ pub async fn patch_group(
             )
             .await
         {
-            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => continue,
+            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => backoff(attempt).await,
             other => return other,
         }
     }
     Err(StoreError::Conflict(
         "the group is being changed concurrently; retry".into(),
     ))
+}
+
+/// A short, growing, jittered pause before retrying a PATCH that lost a race.
+async fn backoff(attempt: u64) {
+    let mut b = [0u8; 1];
+    let jitter = getrandom::getrandom(&mut b).map_or(0, |()| u64::from(b[0] % 4));
+    tokio::time::sleep(std::time::Duration::from_millis(attempt.min(10) + jitter)).await;
 }

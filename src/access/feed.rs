@@ -19,10 +19,11 @@ pub struct FeedState {
 }
 
 impl FeedState {
-    pub fn new(last: i64) -> Self {
+    pub fn new(last: i64, gaps: &[i64]) -> Self {
+        let now = Instant::now();
         Self {
             last,
-            gaps: BTreeMap::new(),
+            gaps: gaps.iter().take(MAX_GAPS).map(|g| (*g, now)).collect(),
         }
     }
 }

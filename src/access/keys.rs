@@ -1,6 +1,7 @@
 //! Ed25519 keys for signed role tokens: generated on first start, rotated by
-//! `rolecall keys rotate`; a retired key stays in the JWKS until every token it signed has
-//! expired. Private keys live only in the database.
+//! `rolecall keys rotate`; a retired key stays in the JWKS for 24 hours (role tokens live at
+//! most that long) and is removed by the next rotation after that. Private keys live only in
+//! the database.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -76,5 +77,9 @@ pub async fn rotate(store: &Store, actor: &Actor) -> Result<String, AccessError>
         retired: None,
     };
     store.add_signing_key(&row, actor).await?;
+    // retired keys stay published for a day (role tokens live at most that long), then go
+    let cutoff = (chrono::Utc::now() - chrono::Duration::hours(24))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store.prune_signing_keys(&cutoff).await?;
     Ok(kid)
 }

@@ -104,6 +104,11 @@ impl Access {
                 ));
             }
             None => None,
+            Some(w) if w.trim().is_empty() => {
+                return Err(LookupError::UnknownScope(
+                    "\"workspace\" must not be empty".into(),
+                ));
+            }
             Some(w) => {
                 let target = mapping
                     .compiled

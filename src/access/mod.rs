@@ -69,6 +69,18 @@ impl Access {
     /// re-applied afterwards (reloads are idempotent).
     pub async fn load(store: Store) -> Result<Arc<Self>, AccessError> {
         let start_seq = store.last_change().await?;
+        // sequence numbers just below the start that are not committed yet may still commit
+        // (PostgreSQL hands them out at insert time): ask for them again for a while
+        let window = 1000;
+        let recent: std::collections::HashSet<i64> = store
+            .changes_since(start_seq - window, &[], window)
+            .await?
+            .into_iter()
+            .map(|c| c.seq)
+            .collect();
+        let initial_gaps: Vec<i64> = ((start_seq - window + 1).max(1)..=start_seq)
+            .filter(|s| !recent.contains(s))
+            .collect();
         let local = store.local_writes();
         let local_tokens = store.local_token_writes();
         let mut dir = Directory::default();
@@ -94,7 +106,7 @@ impl Access {
             mapping: RwLock::new(Arc::new(mapping)),
             tokens: RwLock::new(tokens),
             keys: RwLock::new(Arc::new(keys)),
-            feed: tokio::sync::Mutex::new(FeedState::new(start_seq)),
+            feed: tokio::sync::Mutex::new(FeedState::new(start_seq, &initial_gaps)),
             applied_local: AtomicU64::new(local),
             applied_tokens: AtomicU64::new(local_tokens),
         }))

@@ -106,6 +106,11 @@ impl From<StoreError> for ScimError {
                 tracing::error!(error = %cause, "database error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
             }
+            StoreError::Contended => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the resource is being changed concurrently; retry",
+            ),
             StoreError::Corrupt(cause) => {
                 tracing::error!(error = %cause, "corrupt stored data");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")

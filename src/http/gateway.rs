@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::health::not_allowed;
 use super::State;
 use crate::access::LookupError;
-use crate::roles::evaluate::{Decision, MESSAGES_CREATE};
+use crate::roles::evaluate::Decision;
 
 pub fn routes(cfg: &mut web::ServiceConfig, json: web::JsonConfig) {
     cfg.service(
@@ -160,14 +160,19 @@ fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError>
             "subject type \"{subject_type}\" is not supported; use \"user\""
         )));
     }
+    let need_id = || {
+        resource_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| bad(format!("a {resource_type} resource needs \"id\"")))
+    };
     let (workspace, project, model) = match resource_type {
         "organization" => (None, None, None),
-        "workspace" => (resource_id, str_field(props, "project"), None),
-        "project" => (str_field(props, "workspace"), resource_id, None),
+        "workspace" => (Some(need_id()?), str_field(props, "project"), None),
+        "project" => (str_field(props, "workspace"), Some(need_id()?), None),
         "model" => (
             str_field(props, "workspace"),
             str_field(props, "project"),
-            Some(resource_id.ok_or_else(|| bad("a model resource needs \"id\" (the model id)"))?),
+            Some(need_id()?),
         ),
         other => {
             return Ok(deny(format!(
@@ -178,11 +183,6 @@ fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError>
     if resource_type == "project" && workspace.is_none() {
         return Err(bad("a project resource needs properties.workspace"));
     }
-    let action_name = if model.is_some() && action_name.is_empty() {
-        MESSAGES_CREATE
-    } else {
-        action_name
-    };
     Ok(state.access.decide(
         subject_id,
         action_name,

@@ -44,7 +44,7 @@ pub async fn observe(
         request_id = %id,
         method = %method,
         path = %req.path(),
-        client = %req.connection_info().realip_remote_addr().unwrap_or("-"),
+        client = %req.peer_addr().map_or_else(|| "-".to_string(), |a| a.ip().to_string()),
     );
     let result = next.call(req).instrument(span.clone()).await;
     let mut res = match result {
@@ -101,10 +101,8 @@ impl actix_web::FromRequest for Caller {
             name,
             kind,
             request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
-            client: req
-                .connection_info()
-                .realip_remote_addr()
-                .map(str::to_owned),
+            // the TCP peer, not X-Forwarded-For: a client must not be able to choose what the audit log records
+            client: req.peer_addr().map(|a| a.ip().to_string()),
         })))
     }
 }

@@ -59,6 +59,9 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Optimistic retries ran out under concurrent changes to one resource.
+    #[error("the resource is being changed concurrently; retry")]
+    Contended,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -170,6 +173,8 @@ impl Store {
                         .max_connections(max)
                         .min_connections(1)
                         .acquire_timeout(opts.acquire_timeout)
+                        // no ping per acquire: a dead connection fails its query (503) and is replaced
+                        .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 conn.execute(
@@ -197,6 +202,7 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(opts.max_connections.max(2))
                     .acquire_timeout(opts.acquire_timeout)
+                    .test_before_acquire(false)
                     .connect(url)
                     .await?;
                 Ok(Self {

@@ -120,7 +120,9 @@ impl Store {
     }
 
     /// Replace the mapping document if its version is still `expected` (None = whatever it is).
-    /// Returns the new version. The audit entry carries `summary` (the diff).
+    /// Returns the new version. The version check is part of the write itself, so of two
+    /// concurrent writers with the same `expected` exactly one wins. The audit entry carries
+    /// `summary` (the diff).
     pub async fn put_mapping(
         &self,
         doc: &Value,
@@ -129,26 +131,45 @@ impl Store {
         actor: &Actor,
     ) -> Result<i64> {
         let mut tx = self.write.begin().await?;
-        let current: Option<i64> = sqlx::query("SELECT version FROM mapping_document WHERE id = 1")
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("version"))
-            .transpose()?;
-        if let Some(e) = expected {
-            if current.unwrap_or(0) != e {
-                return Err(StoreError::PreconditionFailed(e));
+        let row = match expected {
+            // version 0: the document has never been applied
+            Some(0) => {
+                sqlx::query(
+                    "INSERT INTO mapping_document (id, version, doc, updated) VALUES (1, 1, $1, $2) \
+                     ON CONFLICT (id) DO NOTHING RETURNING version",
+                )
+                .bind(doc.to_string())
+                .bind(now())
+                .fetch_optional(&mut *tx)
+                .await?
             }
-        }
-        let version = current.unwrap_or(0) + 1;
-        sqlx::query(
-            "INSERT INTO mapping_document (id, version, doc, updated) VALUES (1, $1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET version = $1, doc = $2, updated = $3",
-        )
-        .bind(version)
-        .bind(doc.to_string())
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
+            Some(v) => {
+                sqlx::query(
+                    "UPDATE mapping_document SET version = version + 1, doc = $1, updated = $2 \
+                     WHERE id = 1 AND version = $3 RETURNING version",
+                )
+                .bind(doc.to_string())
+                .bind(now())
+                .bind(v)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => Some(
+                sqlx::query(
+                    "INSERT INTO mapping_document (id, version, doc, updated) VALUES (1, 1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET version = mapping_document.version + 1, \
+                     doc = excluded.doc, updated = excluded.updated RETURNING version",
+                )
+                .bind(doc.to_string())
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await?,
+            ),
+        };
+        let Some(row) = row else {
+            return Err(StoreError::PreconditionFailed(expected.unwrap_or(-1)));
+        };
+        let version: i64 = row.try_get("version")?;
         record(
             &mut tx,
             actor,

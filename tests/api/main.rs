@@ -4,8 +4,10 @@
 
 mod helpers;
 
+mod admin;
 mod auth;
 mod discovery;
 mod errors;
 mod groups;
+mod roles;
 mod users;
