@@ -337,7 +337,7 @@ impl Store {
         with_members: bool,
     ) -> Result<(i64, Vec<GroupRow>)> {
         let (total, rows) = self
-            .list_rows("scim_groups", COLS, ResourceKind::Group, q)
+            .list_rows("scim_groups", COLS, ResourceKind::Group, q, false)
             .await?;
         let mut groups = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         if with_members {

@@ -297,12 +297,15 @@ fn parse_doc(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
 impl Store {
     /// One page of `table` rows matching a list query, and the total that match. The
     /// COUNT query is skipped when the page itself shows the total (a partial page).
+    /// With `with_groups`, each row is repeated once per direct group of the resource
+    /// (columns `gid`, `gname`; NULL when it has none), in one round trip.
     async fn list_rows(
         &self,
         table: &str,
         cols: &str,
         kind: crate::scim::resource::ResourceKind,
         q: &ListQuery,
+        with_groups: bool,
     ) -> Result<(i64, Vec<sqlx::any::AnyRow>)> {
         use sqlx::Row;
         let (cond, params) = match &q.filter {
@@ -315,17 +318,34 @@ impl Store {
         let mut rows = Vec::new();
         if q.count > 0 {
             let n = params.len();
-            let page_sql = format!(
-                "SELECT {cols} FROM {table} r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
+            let page = format!(
+                "SELECT {cols}, r.seq AS rseq FROM {table} r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
                 n + 1,
                 n + 2
             );
+            let page_sql = if with_groups {
+                format!(
+                    "SELECT p.*, g.id AS gid, g.display_name AS gname FROM ({page}) p \
+                     LEFT JOIN scim_members m ON m.member_id = p.id \
+                     LEFT JOIN scim_groups g ON g.id = m.group_id ORDER BY p.rseq, g.seq"
+                )
+            } else {
+                page
+            };
             rows = filter_sql::bind(sqlx::query(&page_sql), &params)
                 .bind(q.count)
                 .bind(q.start_index - 1)
                 .fetch_all(&self.read)
                 .await?;
-            let len = rows.len() as i64;
+            let mut len = 0i64;
+            let mut last: Option<String> = None;
+            for row in &rows {
+                let id: String = row.try_get("id")?;
+                if last.as_deref() != Some(id.as_str()) {
+                    len += 1;
+                    last = Some(id);
+                }
+            }
             if (len > 0 || q.start_index == 1) && len < q.count {
                 return Ok((q.start_index - 1 + len, rows));
             }

@@ -46,6 +46,27 @@ fn from_row(row: &AnyRow) -> Result<UserRow> {
     })
 }
 
+/// Users from rows repeated once per direct group (`gid`, `gname`), in row order.
+fn fold_groups(rows: &[AnyRow]) -> Result<Vec<UserRow>> {
+    let mut users: Vec<UserRow> = Vec::new();
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        if users.last().is_none_or(|u| u.id != id) {
+            users.push(from_row(row)?);
+        }
+        let gid: Option<String> = row.try_get("gid")?;
+        if let (Some(gid), Some(user)) = (gid, users.last_mut()) {
+            user.groups.push(GroupRef {
+                id: gid,
+                display: row
+                    .try_get::<Option<String>, _>("gname")?
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok(users)
+}
+
 fn doc_text(doc: &Map<String, Value>) -> Result<String> {
     serde_json::to_string(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -107,14 +128,15 @@ impl Store {
 
     #[tracing::instrument(skip_all)]
     pub async fn get_user(&self, id: &str) -> Result<UserRow> {
-        let row = sqlx::query(&format!("SELECT {COLS} FROM scim_users r WHERE r.id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let mut user = from_row(&row)?;
-        self.attach_groups(std::slice::from_mut(&mut user)).await?;
-        Ok(user)
+        let rows = sqlx::query(&format!(
+            "SELECT {COLS}, g.id AS gid, g.display_name AS gname FROM scim_users r \
+             LEFT JOIN scim_members m ON m.member_id = r.id \
+             LEFT JOIN scim_groups g ON g.id = m.group_id WHERE r.id = $1 ORDER BY g.seq"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        fold_groups(&rows)?.pop().ok_or(StoreError::NotFound)
     }
 
     /// Replace a user's document. `expected` is the version the change was computed from.
@@ -243,11 +265,9 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn list_users(&self, q: &ListQuery) -> Result<(i64, Vec<UserRow>)> {
         let (total, rows) = self
-            .list_rows("scim_users", COLS, ResourceKind::User, q)
+            .list_rows("scim_users", COLS, ResourceKind::User, q, true)
             .await?;
-        let mut users = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        self.attach_groups(&mut users).await?;
-        Ok((total, users))
+        Ok((total, fold_groups(&rows)?))
     }
 
     /// Fill in `groups` (direct memberships) for a page of users with one query per chunk.
