@@ -68,12 +68,20 @@ pub(super) async fn apply_pending(
                 _ => {}
             }
         }
-        for id in &users {
-            let rec = access.store.load_user_record(id).await?;
+        if !users.is_empty() {
+            let ids: Vec<String> = users.iter().cloned().collect();
+            let found = access.store.load_user_records(&ids).await?;
+            let present: BTreeSet<&str> = found.iter().map(|u| u.id.as_str()).collect();
+            let gone: Vec<&String> = ids
+                .iter()
+                .filter(|id| !present.contains(id.as_str()))
+                .collect();
             let mut dir = access.directory_mut();
-            match rec {
-                Some(u) => dir.upsert_user(u),
-                None => dir.remove_user(id),
+            for id in gone {
+                dir.remove_user(id);
+            }
+            for u in found {
+                dir.upsert_user(u);
             }
         }
         for id in &groups {

@@ -78,6 +78,25 @@ impl Store {
         Ok(())
     }
 
+    /// The records of these users (missing ones are absent from the answer), a query per 500.
+    pub async fn load_user_records(&self, ids: &[String]) -> Result<Vec<UserRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::CHUNK) {
+            let sql = format!(
+                "SELECT {USER_COLS} FROM scim_users WHERE id IN ({})",
+                super::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for row in q.fetch_all(&self.read).await? {
+                out.push(user_record(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn load_user_record(&self, id: &str) -> Result<Option<UserRecord>> {
         let sql = format!("SELECT {USER_COLS} FROM scim_users WHERE id = $1");
         let row = sqlx::query(&sql)
