@@ -33,12 +33,15 @@ usage: cargo bench --bench lookup -- [options]
   --sizes N,N,...        user counts to load, multiples of 100, >= 500 (default 1000,10000,100000);
                          each size has users/10 groups of 100 members (10 groups per user)
   --connections N        concurrent keep-alive connections (default 32)
-  --requests N           requests per endpoint (healthz, lookup, evaluation) per size (default 60000)
-  --rounds N             interleaved rounds the requests are split into (default 6)
+  --requests N           requests per endpoint (healthz, lookup, evaluation) per size (default 120000)
+  --rounds N             interleaved rounds the requests are split into (default 12)
   --warmup N             requests per endpoint before measuring (default 2000)
   --threads N            load generator runtime threads (default 1)
   --pin                  server on core 0 (taskset -c 0), this process (seeding, CLI and
                          load generator) on core 1 (taskset -a -p -c 1 <own pid>)
+  --perf DIR             afterwards, drive each endpoint alone for --perf-secs seconds under
+                         `perf record -F 999 --call-graph dwarf -p <server pid>`, writing DIR/<backend>-<users>-<endpoint>.data
+  --perf-secs N          seconds per endpoint with --perf (default 5)
   --release-server PATH  rolecall binary to benchmark (default: this build's)
 env ROLECALL_TEST_PG_URL   PostgreSQL admin URL (default postgres://postgres@127.0.0.1:5432/postgres)";
 
@@ -90,6 +93,8 @@ struct Options {
     warmup: usize,
     threads: usize,
     pin: bool,
+    perf: Option<PathBuf>,
+    perf_secs: usize,
     server: PathBuf,
 }
 
@@ -98,11 +103,13 @@ fn parse_args() -> Result<Option<Options>> {
         backends: vec![Backend::Sqlite],
         sizes: vec![1_000, 10_000, 100_000],
         connections: 32,
-        requests: 60_000,
-        rounds: 6,
+        requests: 120_000,
+        rounds: 12,
         warmup: 2_000,
         threads: 1,
         pin: false,
+        perf: None,
+        perf_secs: 5,
         server: PathBuf::from(env!("CARGO_BIN_EXE_rolecall")),
     };
     let mut bench_mode = false;
@@ -141,6 +148,8 @@ fn parse_args() -> Result<Option<Options>> {
             "--warmup" => opts.warmup = number("--warmup", &value("--warmup")?)?,
             "--threads" => opts.threads = number("--threads", &value("--threads")?)?,
             "--pin" => opts.pin = true,
+            "--perf" => opts.perf = Some(PathBuf::from(value("--perf")?)),
+            "--perf-secs" => opts.perf_secs = number("--perf-secs", &value("--perf-secs")?)?,
             "--release-server" => opts.server = PathBuf::from(value("--release-server")?),
             "--sizes" => {
                 let v = value("--sizes")?;
@@ -445,10 +454,7 @@ fn seed(url: &str, d: &Dataset) -> Result<()> {
         if url.starts_with("sqlite:") {
             conn.execute("PRAGMA synchronous = OFF").await?;
         }
-        // Placeholders: SQLite reads `$N` as a *named* parameter and looks
-        // each one up linearly (quadratic in a 20,000-parameter INSERT);
-        // `?N` is its numbered form. PostgreSQL wants `$N`.
-        let v = if url.starts_with("sqlite:") { '?' } else { '$' };
+        let sqlite = url.starts_with("sqlite:");
         let mut tx = conn.begin().await?;
         let mut timing = String::new();
         let mut phase = Instant::now();
@@ -456,7 +462,7 @@ fn seed(url: &str, d: &Dataset) -> Result<()> {
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
 
-        // Users: $1 is the timestamp, then 4 parameters per row.
+        // Users: 7 parameters per row.
         const USER_ROWS: usize = 2_000;
         let mut u = 0;
         while u < d.users {
@@ -465,25 +471,36 @@ fn seed(url: &str, d: &Dataset) -> Result<()> {
                 "INSERT INTO scim_users (id, user_name, user_name_lower, external_id, active, \
                  doc, version, created, last_modified) VALUES ",
             );
+            let mut p = Params::new(sqlite);
             for r in 0..n {
-                let p = 2 + 4 * r;
                 let _ = write!(
                     sql,
-                    "{}({v}{p}, {v}{q}, {v}{q}, {v}{e}, TRUE, {v}{doc}, 1, {v}1, {v}1)",
+                    "{}({}, {}, {}, {}, TRUE, {}, 1, {}, {})",
                     if r == 0 { "" } else { ", " },
-                    q = p + 1,
-                    e = p + 2,
-                    doc = p + 3
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next()
                 );
             }
-            let mut q = sqlx::query(&sql).bind(ts.clone());
+            let mut q = sqlx::query(&sql);
             for i in u..u + n {
                 let name = user_name(i);
                 let ext = format!("ext-{i:06}");
                 let doc = format!(
                     r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{name}","externalId":"{ext}","active":true}}"#
                 );
-                q = q.bind(user_id(i)).bind(name).bind(ext).bind(doc);
+                q = q
+                    .bind(user_id(i))
+                    .bind(name.clone())
+                    .bind(name)
+                    .bind(ext)
+                    .bind(doc)
+                    .bind(ts.clone())
+                    .bind(ts.clone());
             }
             q.execute(&mut *tx).await.context("inserting users")?;
             u += n;
@@ -491,7 +508,7 @@ fn seed(url: &str, d: &Dataset) -> Result<()> {
         let _ = write!(timing, "users {:.1} s", phase.elapsed().as_secs_f64());
         phase = Instant::now();
 
-        // Groups: $1 is the timestamp, then 3 parameters per row.
+        // Groups: 6 parameters per row.
         const GROUP_ROWS: usize = 2_000;
         let mut g = 0;
         while g < d.groups() {
@@ -500,23 +517,33 @@ fn seed(url: &str, d: &Dataset) -> Result<()> {
                 "INSERT INTO scim_groups (id, display_name, display_name_lower, doc, version, \
                  created, last_modified) VALUES ",
             );
+            let mut p = Params::new(sqlite);
             for r in 0..n {
-                let p = 2 + 3 * r;
                 let _ = write!(
                     sql,
-                    "{}({v}{p}, {v}{q}, {v}{q}, {v}{doc}, 1, {v}1, {v}1)",
+                    "{}({}, {}, {}, {}, 1, {}, {})",
                     if r == 0 { "" } else { ", " },
-                    q = p + 1,
-                    doc = p + 2
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next()
                 );
             }
-            let mut q = sqlx::query(&sql).bind(ts.clone());
+            let mut q = sqlx::query(&sql);
             for i in g..g + n {
                 let name = group_name(i);
                 let doc = format!(
                     r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"{name}"}}"#
                 );
-                q = q.bind(group_id(i)).bind(name).bind(doc);
+                q = q
+                    .bind(group_id(i))
+                    .bind(name.clone())
+                    .bind(name)
+                    .bind(doc)
+                    .bind(ts.clone())
+                    .bind(ts.clone());
             }
             q.execute(&mut *tx).await.context("inserting groups")?;
             g += n;
@@ -547,13 +574,14 @@ fn seed(url: &str, d: &Dataset) -> Result<()> {
         for chunk in pairs.chunks(MEMBER_ROWS) {
             let mut sql =
                 String::from("INSERT INTO scim_members (group_id, member_id, member_type) VALUES ");
+            let mut p = Params::new(sqlite);
             for r in 0..chunk.len() {
-                let p = 1 + 2 * r;
                 let _ = write!(
                     sql,
-                    "{}({v}{p}, {v}{}, 'User')",
+                    "{}({}, {}, 'User')",
                     if r == 0 { "" } else { ", " },
-                    p + 1
+                    p.next(),
+                    p.next()
                 );
             }
             let mut q = sqlx::query(&sql);
@@ -565,14 +593,40 @@ fn seed(url: &str, d: &Dataset) -> Result<()> {
         let _ = write!(timing, ", memberships {:.1} s", phase.elapsed().as_secs_f64());
         phase = Instant::now();
         tx.commit().await?;
-        if url.starts_with("postgres") {
-            conn.execute("ANALYZE").await?;
+        if !sqlite {
+            // Leave autovacuum nothing to do on the fresh tables while the
+            // load phase runs (PostgreSQL shares the cores).
+            sqlx::raw_sql("VACUUM ANALYZE").execute(&mut conn).await?;
         }
         conn.close().await.ok();
         let _ = write!(timing, ", commit {:.1} s", phase.elapsed().as_secs_f64());
         println!("seeding: {timing}");
         Ok(())
     })
+}
+
+/// Bind-parameter placeholders for one statement: `$1, $2, ...` for
+/// PostgreSQL; anonymous `?` for SQLite, where `$N` and `?N` are *named*
+/// parameters that SQLite (and sqlx binding them) look up in a linear list,
+/// which makes a 20,000-parameter INSERT quadratic.
+struct Params {
+    sqlite: bool,
+    n: usize,
+}
+
+impl Params {
+    fn new(sqlite: bool) -> Self {
+        Params { sqlite, n: 0 }
+    }
+
+    fn next(&mut self) -> String {
+        self.n += 1;
+        if self.sqlite {
+            "?".to_string()
+        } else {
+            format!("${}", self.n)
+        }
+    }
 }
 
 // ---------------------------------------------------------------- one run
@@ -691,7 +745,7 @@ fn bench_size(
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let log_path = dir.join("server.log");
     let mut server = Server::start(&opts.server, addr, url, &log_path, opts.pin)?;
-    let res = measure(opts, &mut server, &token, data).map(|m| SizeResult {
+    let res = measure(opts, backend, &mut server, &token, data).map(|m| SizeResult {
         backend,
         data,
         seed_secs,
@@ -750,7 +804,13 @@ struct Measured {
 
 const ENDPOINTS: [&str; 3] = ["healthz", "lookup", "evaluation"];
 
-fn measure(opts: &Options, server: &mut Server, token: &str, data: Dataset) -> Result<Measured> {
+fn measure(
+    opts: &Options,
+    backend: Backend,
+    server: &mut Server,
+    token: &str,
+    data: Dataset,
+) -> Result<Measured> {
     let startup = server.wait_healthy(Duration::from_secs(300))?;
     let startup_secs = startup.as_secs_f64();
     let rss_start = server.memory();
@@ -829,6 +889,37 @@ fn measure(opts: &Options, server: &mut Server, token: &str, data: Dataset) -> R
                 ENDPOINTS[e],
                 r.status_summary()
             );
+        }
+    }
+    if let Some(dir) = &opts.perf {
+        let Some(pid) = server.pid() else {
+            bail!("the server is not running");
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (e, name) in ENDPOINTS.iter().enumerate() {
+            let out = dir.join(format!("{}-{}-{name}.data", backend.name(), data.users));
+            let perf = Command::new("perf")
+                .args(["record", "-F", "999", "--call-graph", "dwarf,16384", "-p"])
+                .arg(pid.to_string())
+                .arg("-o")
+                .arg(&out)
+                .args(["--", "sleep", &opts.perf_secs.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting perf record")?;
+            // Load from before perf starts sampling until after it stops.
+            let stop = loadgen::Stop::Duration(Duration::from_secs(opts.perf_secs as u64 + 1));
+            let r = gen.run_for(stop, BoxedWorkload(workload(e, 0xbeef + e as u64)))?;
+            let status = perf.wait_with_output().context("waiting for perf")?.status;
+            println!(
+                "  perf {name}: {:.0} req/s while profiling; perf {status}; {}",
+                r.rps(),
+                out.display()
+            );
+            if !r.all(200) {
+                bail!("{name} under perf: {}", r.status_summary());
+            }
         }
     }
     Ok(Measured {
@@ -1023,8 +1114,23 @@ fn check_answers(addr: SocketAddr, host: &str, auth: &str) -> Result<()> {
     Ok(())
 }
 
+/// Substring search, cheap enough to run on every response: candidates are
+/// found by scanning for the needle's first byte (`windows().any()` calls
+/// memcmp at every offset, which made the checks a visible share of the
+/// load generator's CPU, taken from the server when they share cores).
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut from = 0;
+    while let Some(p) = haystack[from..].iter().position(|&b| b == first) {
+        let at = from + p;
+        if haystack[at + 1..].starts_with(rest) {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 // ---------------------------------------------------------------- summary
@@ -1101,9 +1207,12 @@ fn print_summary(opts: &Options, results: &[SizeResult]) {
     }
     println!("(ratios are to /healthz in the same run: rps target >= {TARGET_RPS_RATIO}, p99 target <= {TARGET_P99_RATIO})");
 
-    println!("\nserver CPU per request (us), and set-up times:");
     println!(
-        "{:<8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>13} {:>10}",
+        "\nserver CPU per request (us), set-up times, and the CPU other processes took \
+         during the load phases (% of one core; high = disturbed run):"
+    );
+    println!(
+        "{:<8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>13} {:>10} {:>9}",
         "backend",
         "users",
         "healthz",
@@ -1113,18 +1222,13 @@ fn print_summary(opts: &Options, results: &[SizeResult]) {
         "apply s",
         "start s",
         "RSS@start MB",
-        "peak MB"
+        "peak MB",
+        "others %"
     );
     for r in results {
-        let us = |c: &CpuUse| {
-            if c.known && c.requests > 0 {
-                format!("{:.1}", 1e6 * c.server.as_secs_f64() / c.requests as f64)
-            } else {
-                "?".to_string()
-            }
-        };
+        let us = CpuUse::server_us;
         println!(
-            "{:<8} {:>7} {:>9} {:>9} {:>9} {:>9.1} {:>9.1} {:>10.2} {:>13} {:>10}",
+            "{:<8} {:>7} {:>9} {:>9} {:>9} {:>9.1} {:>9.1} {:>10.2} {:>13} {:>10} {:>9}",
             r.backend.name(),
             r.data.users,
             us(&r.cpu[0]),
@@ -1136,7 +1240,12 @@ fn print_summary(opts: &Options, results: &[SizeResult]) {
             r.rss_start
                 .map_or_else(|| "?".to_string(), |m| format!("{:.0}", m.rss_mb())),
             r.rss_after
-                .map_or_else(|| "?".to_string(), |m| format!("{:.0}", m.hwm_mb()))
+                .map_or_else(|| "?".to_string(), |m| format!("{:.0}", m.hwm_mb())),
+            {
+                let mut all = CpuUse::total();
+                r.cpu.iter().for_each(|c| all.add(*c));
+                all.others_pct()
+            }
         );
     }
 
@@ -1188,14 +1297,14 @@ fn print_summary(opts: &Options, results: &[SizeResult]) {
         if let Some(last) = rs.last() {
             println!(
                 "  {} lookup at {} users vs {} users: rps ratio-to-healthz {:.2} vs {:.2}, \
-                 server CPU/request {} vs {}",
+                 server CPU per lookup {} vs {} us",
                 backend.name(),
                 last.data.users,
                 base.data.users,
                 last.rps_ratio(&last.lookup),
                 base.rps_ratio(&base.lookup),
-                last.cpu[1],
-                base.cpu[1]
+                last.cpu[1].server_us(),
+                base.cpu[1].server_us()
             );
         }
     }
@@ -1426,20 +1535,41 @@ fn clock_ticks() -> u64 {
 /// Run one load phase and note the CPU time the server and this process
 /// (the load generator) used meanwhile.
 fn timed(server: &Server, run: impl FnOnce() -> Result<Report>) -> Result<(Report, CpuUse)> {
-    let before = (server.cpu(), process_cpu("self"));
+    let before = (server.cpu(), process_cpu("self"), machine_busy());
     let report = run()?;
-    let after = (server.cpu(), process_cpu("self"));
+    let after = (server.cpu(), process_cpu("self"), machine_busy());
     let cpu = match (before, after) {
-        ((Some(s0), Some(c0)), (Some(s1), Some(c1))) => CpuUse {
-            server: s1.saturating_sub(s0),
-            client: c1.saturating_sub(c0),
-            wall: report.elapsed,
-            requests: report.requests,
-            known: true,
-        },
+        ((Some(s0), Some(c0), Some(m0)), (Some(s1), Some(c1), Some(m1))) => {
+            let server = s1.saturating_sub(s0);
+            let client = c1.saturating_sub(c0);
+            CpuUse {
+                server,
+                client,
+                others: m1.saturating_sub(m0).saturating_sub(server + client),
+                wall: report.elapsed,
+                requests: report.requests,
+                known: true,
+            }
+        }
         _ => CpuUse::default(),
     };
     Ok((report, cpu))
+}
+
+/// CPU time the whole machine spent busy (all cores; /proc/stat), to tell
+/// how much went to processes other than the server and the generator.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user)
+    let busy: u64 = fields.iter().take(8).sum::<u64>()
+        - fields.get(3).copied().unwrap_or(0)
+        - fields.get(4).copied().unwrap_or(0);
+    Some(Duration::from_secs_f64(busy as f64 / clock_ticks() as f64))
 }
 
 /// CPU time used by the server and the load generator during a phase.
@@ -1447,6 +1577,9 @@ fn timed(server: &Server, run: impl FnOnce() -> Result<Report>) -> Result<(Repor
 struct CpuUse {
     server: Duration,
     client: Duration,
+    /// Everything else on the machine (builds, PostgreSQL, the kernel's
+    /// work not charged to either process).
+    others: Duration,
     wall: Duration,
     requests: u64,
     known: bool,
@@ -1461,10 +1594,35 @@ impl CpuUse {
         }
     }
 
+    /// Server CPU time per request in microseconds, or "?".
+    fn server_us(&self) -> String {
+        if self.known && self.requests > 0 {
+            format!(
+                "{:.1}",
+                1e6 * self.server.as_secs_f64() / self.requests as f64
+            )
+        } else {
+            "?".to_string()
+        }
+    }
+
+    /// CPU used by other processes, in % of one core, or "?".
+    fn others_pct(&self) -> String {
+        if self.known && !self.wall.is_zero() {
+            format!(
+                "{:.0}",
+                100.0 * self.others.as_secs_f64() / self.wall.as_secs_f64()
+            )
+        } else {
+            "?".to_string()
+        }
+    }
+
     fn add(&mut self, other: CpuUse) {
         self.known &= other.known;
         self.server += other.server;
         self.client += other.client;
+        self.others += other.others;
         self.wall += other.wall;
         self.requests += other.requests;
     }
@@ -1479,11 +1637,13 @@ impl std::fmt::Display for CpuUse {
         let n = self.requests as f64;
         write!(
             f,
-            "server CPU {:.0}% of a core ({:.1} us/req), load generator {:.0}% ({:.1} us/req)",
+            "server CPU {:.0}% of a core ({:.1} us/req), load generator {:.0}% ({:.1} us/req), \
+             others {:.0}%",
             100.0 * self.server.as_secs_f64() / wall,
             1e6 * self.server.as_secs_f64() / n,
             100.0 * self.client.as_secs_f64() / wall,
             1e6 * self.client.as_secs_f64() / n,
+            100.0 * self.others.as_secs_f64() / wall,
         )
     }
 }
