@@ -69,15 +69,25 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
+/// Lower-case hex, without a `format!` per byte (this runs on every authenticated request).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
 fn hash(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&Sha256::digest(secret.as_bytes()))
 }
 
 fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     let mut buf = vec![0u8; bytes];
     getrandom::getrandom(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(to_hex(&buf))
 }
 
 /// A new token: the row to store and the secret to show once.
@@ -153,6 +163,7 @@ mod tests {
         assert!(!row.secret_hash.contains(&secret[20..]));
         assert_eq!(row.secret_hash, hash(secret.rsplit('_').next().unwrap()));
         assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
+        assert_eq!(to_hex(&[0x00, 0x9f, 0xff]), "009fff");
         assert!("root".parse::<Scope>().is_err());
     }
 }

@@ -281,7 +281,7 @@ impl Directory {
         out
     }
 
-    /// Direct groups of a user (names), for the lookup answer.
+    /// Every known group (for unmatched-rule checks and mapping diffs).
     pub fn all_groups(&self) -> impl Iterator<Item = &GroupRecord> {
         self.groups
             .iter()

@@ -128,7 +128,7 @@ fn select(kind: ResourceKind, key: &str, value: Value, wanted: &[AttrPath]) -> O
                     sub_attr: p.sub_attr.clone(),
                 })
                 .collect();
-            if let Some(v) = keep(&k, v, &subs) {
+            if let Some(v) = keep(v, &subs) {
                 out.insert(k, v);
             }
         }
@@ -145,11 +145,11 @@ fn select(kind: ResourceKind, key: &str, value: Value, wanted: &[AttrPath]) -> O
         .filter(|p| p.attr.eq_ignore_ascii_case(key))
         .cloned()
         .collect();
-    keep(key, value, &subs)
+    keep(value, &subs)
 }
 
 /// `subs` are the requests naming this attribute; a request without sub-attribute keeps it whole.
-fn keep(_key: &str, value: Value, subs: &[AttrPath]) -> Option<Value> {
+fn keep(value: Value, subs: &[AttrPath]) -> Option<Value> {
     if subs.is_empty() {
         return None;
     }
