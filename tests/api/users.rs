@@ -6,6 +6,7 @@ use crate::both;
 use crate::helpers::{TestApp, PATCH_OP, USER};
 
 both!(
+    search_endpoints,
     attribute_selection,
     user_life_cycle,
     user_name_is_unique_case_insensitively,
@@ -351,4 +352,62 @@ async fn attribute_selection(app: TestApp) {
         .await;
     assert!(r.body.get("members").is_none(), "{}", r.text);
     assert_eq!(r.body["displayName"], "eng");
+}
+
+async fn search_endpoints(app: TestApp) {
+    let a = app.create_user("alice@example.com").await;
+    app.create_user("bob@example.com").await;
+    app.create_group("eng", &[&a]).await;
+    let search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let r = app
+        .post(
+            "/scim/v2/Users/.search",
+            &json!({"schemas": [search], "filter": "userName eq \"ALICE@example.com\"",
+                    "attributes": ["userName"], "startIndex": 1, "count": 10}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(
+        r.body["Resources"][0],
+        json!({"schemas": [USER], "id": a, "userName": "alice@example.com"})
+    );
+    let r = app
+        .post(
+            "/scim/v2/Users/.search",
+            &json!({"schemas": [search], "count": 0}),
+        )
+        .await;
+    assert_eq!(r.body["totalResults"], 2);
+    let r = app
+        .post("/scim/v2/Groups/.search", &json!({"schemas": [search], "filter": format!("members[value eq \"{a}\"]"), "excludedAttributes": "members"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["totalResults"], 1);
+    assert!(r.body["Resources"][0].get("members").is_none());
+    // malformed requests
+    app.post("/scim/v2/Users/.search", &json!({"filter": "userName pr"}))
+        .await
+        .assert_scim_error(400, Some("invalidSyntax"));
+    app.post(
+        "/scim/v2/Users/.search",
+        &json!({"schemas": [search], "filter": 5}),
+    )
+    .await
+    .assert_scim_error(400, Some("invalidValue"));
+    app.post(
+        "/scim/v2/Users/.search",
+        &json!({"schemas": [search], "sortBy": "userName"}),
+    )
+    .await
+    .assert_scim_error(400, Some("invalidValue"));
+    app.post(
+        "/scim/v2/Users/.search",
+        &json!({"schemas": [search], "filter": "userName eq"}),
+    )
+    .await
+    .assert_scim_error(400, Some("invalidFilter"));
+    app.get("/scim/v2/Users/.search")
+        .await
+        .assert_scim_error(405, None);
 }

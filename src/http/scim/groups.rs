@@ -25,6 +25,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(method_not_allowed("GET, POST")),
     )
     .service(
+        web::resource("/Groups/.search")
+            .route(web::post().to(search))
+            .default_service(method_not_allowed("POST")),
+    )
+    .service(
         web::resource("/Groups/{id}")
             .route(web::get().to(get))
             .route(web::put().to(replace))
@@ -177,10 +182,28 @@ async fn list(
     req: HttpRequest,
     q: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ScimError> {
-    let p = list_params(&state, &q)?;
+    list_with(&state, &req, &q).await
+}
+
+/// `POST /Groups/.search`: the same as a GET with these parameters.
+async fn search(
+    state: State,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let q = super::search_params(body.into_inner())?;
+    list_with(&state, &req, &q).await
+}
+
+async fn list_with(
+    state: &State,
+    req: &HttpRequest,
+    q: &HashMap<String, String>,
+) -> Result<HttpResponse, ScimError> {
+    let p = list_params(state, q)?;
     let members = p.projection.returns(ResourceKind::Group, "members");
     let (total, groups) = state.store.list_groups(&p.query, members).await?;
-    let base = base_url(&state, &req);
+    let base = base_url(state, req);
     let resources = groups
         .into_iter()
         .map(|g| Value::Object(p.projection.apply(ResourceKind::Group, render(g, &base))))

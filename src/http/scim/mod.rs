@@ -159,6 +159,85 @@ pub fn list_params(state: &State, q: &HashMap<String, String>) -> Result<ListPar
     })
 }
 
+pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+/// A `POST .../.search` body (RFC 7644 §3.4.3) as the query parameters of the equivalent GET.
+pub fn search_params(body: Value) -> Result<HashMap<String, String>, ScimError> {
+    let bad = |d: String| ScimError::bad_request(ScimType::InvalidValue, d);
+    let Value::Object(obj) = body else {
+        return Err(ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            "a search request must be a JSON object",
+        ));
+    };
+    let mut q = HashMap::new();
+    let mut schema_ok = false;
+    for (k, v) in obj {
+        match k.to_ascii_lowercase().as_str() {
+            "schemas" => {
+                schema_ok = v.as_array().is_some_and(|a| {
+                    a.iter().any(|s| {
+                        s.as_str()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_REQUEST_SCHEMA))
+                    })
+                });
+            }
+            "filter" => {
+                let f = v
+                    .as_str()
+                    .ok_or_else(|| bad("\"filter\" must be a string".into()))?;
+                q.insert("filter".to_string(), f.to_string());
+            }
+            key @ ("startindex" | "count") => {
+                let n = v
+                    .as_i64()
+                    .ok_or_else(|| bad(format!("\"{k}\" must be an integer")))?;
+                let name = if key == "count" {
+                    "count"
+                } else {
+                    "startIndex"
+                };
+                q.insert(name.to_string(), n.to_string());
+            }
+            key @ ("attributes" | "excludedattributes") => {
+                let list = match &v {
+                    Value::String(s) => s.clone(),
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_owned)
+                                .ok_or_else(|| bad(format!("\"{k}\" must list attribute names")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join(","),
+                    _ => return Err(bad(format!("\"{k}\" must be an array of attribute names"))),
+                };
+                let name = if key == "attributes" {
+                    "attributes"
+                } else {
+                    "excludedAttributes"
+                };
+                q.insert(name.to_string(), list);
+            }
+            "sortby" | "sortorder" => {
+                return Err(bad(
+                    "sorting is not supported (ServiceProviderConfig: sort.supported = false)"
+                        .into(),
+                ));
+            }
+            _ => return Err(bad(format!("unknown search request attribute \"{k}\""))),
+        }
+    }
+    if !schema_ok {
+        return Err(ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            format!("\"schemas\" must be [\"{SEARCH_REQUEST_SCHEMA}\"]"),
+        ));
+    }
+    Ok(q)
+}
+
 /// A ListResponse.
 pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> HttpResponse {
     let body = json!({

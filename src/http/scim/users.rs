@@ -26,6 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(method_not_allowed("GET, POST")),
     )
     .service(
+        web::resource("/Users/.search")
+            .route(web::post().to(search))
+            .default_service(method_not_allowed("POST")),
+    )
+    .service(
         web::resource("/Users/{id}")
             .route(web::get().to(get))
             .route(web::put().to(replace))
@@ -177,9 +182,27 @@ async fn list(
     req: HttpRequest,
     q: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ScimError> {
-    let p = list_params(&state, &q)?;
+    list_with(&state, &req, &q).await
+}
+
+/// `POST /Users/.search`: the same as a GET with these parameters.
+async fn search(
+    state: State,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ScimError> {
+    let q = super::search_params(body.into_inner())?;
+    list_with(&state, &req, &q).await
+}
+
+async fn list_with(
+    state: &State,
+    req: &HttpRequest,
+    q: &HashMap<String, String>,
+) -> Result<HttpResponse, ScimError> {
+    let p = list_params(state, q)?;
     let (total, users) = state.store.list_users(&p.query).await?;
-    let base = base_url(&state, &req);
+    let base = base_url(state, req);
     let resources = users
         .into_iter()
         .map(|u| Value::Object(p.projection.apply(ResourceKind::User, render(u, &base))))
