@@ -9,5 +9,6 @@ mod auth;
 mod discovery;
 mod errors;
 mod groups;
+mod idp_replay;
 mod roles;
 mod users;
