@@ -18,6 +18,8 @@
 //! Shared by several benchmarks; each one uses a subset of the API.
 #![allow(dead_code)]
 
+pub mod machine;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
