@@ -157,6 +157,38 @@ impl Resp {
     }
 }
 
+/// One HTTP request: an optional `(content type, JSON body)`, bearer token and extra headers.
+pub async fn send(
+    client: &reqwest::Client,
+    url: String,
+    method: Method,
+    body: Option<(&str, &Value)>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let mut req = client.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some((content_type, b)) = body {
+        req = req.header("content-type", content_type).body(b.to_string());
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -175,31 +207,9 @@ impl TestApp {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.address));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/scim+json")
-                .body(b.to_string());
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            body,
-            text,
-        }
+        let url = format!("{}{path}", self.address);
+        let body = body.map(|b| ("application/scim+json", b));
+        send(&self.client, url, method, body, token, headers).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {

@@ -67,31 +67,9 @@ impl Server {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.address));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            body,
-            text,
-        }
+        let url = format!("{}{path}", self.address);
+        let body = body.map(|b| ("application/json", b));
+        crate::helpers::send(&self.client, url, method, body, token, headers).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
