@@ -94,6 +94,12 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "ROLECALL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Most operations in one /Bulk request (advertised as bulk.maxOperations).
+    #[arg(long, env = "ROLECALL_BULK_MAX_OPERATIONS", default_value_t = 1000)]
+    pub bulk_max_operations: usize,
+    /// Largest /Bulk request body in bytes (advertised as bulk.maxPayloadSize).
+    #[arg(long, env = "ROLECALL_BULK_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub bulk_max_payload_bytes: usize,
     /// Largest page a list returns; larger counts are capped.
     #[arg(long, env = "ROLECALL_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: i64,
@@ -150,6 +156,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: url,
                 public_url: a.public_url,
                 max_body_bytes: a.max_body_bytes,
+                bulk_max_operations: a.bulk_max_operations.max(1),
+                bulk_max_payload_bytes: a.bulk_max_payload_bytes,
                 max_page_size: a.max_page_size.max(1),
                 db_max_connections: a.db_max_connections,
                 workers: a.workers,

@@ -18,6 +18,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Most operations in one `/Bulk` request (ServiceProviderConfig `bulk.maxOperations`).
+    pub bulk_max_operations: usize,
+    /// Largest `/Bulk` request body, in bytes (ServiceProviderConfig `bulk.maxPayloadSize`).
+    pub bulk_max_payload_bytes: usize,
     /// Largest page a list request returns (larger `count`s are capped).
     pub max_page_size: i64,
     /// Page size when a list request gives no `count`.
@@ -41,6 +45,8 @@ impl Default for Settings {
             database_url: "sqlite://rolecall.db".into(),
             public_url: None,
             max_body_bytes: 1024 * 1024,
+            bulk_max_operations: 1000,
+            bulk_max_payload_bytes: 1024 * 1024,
             max_page_size: 1000,
             default_page_size: 100,
             db_max_connections: 8,
@@ -73,6 +79,8 @@ impl fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("public_url", &self.public_url)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("bulk_max_operations", &self.bulk_max_operations)
+            .field("bulk_max_payload_bytes", &self.bulk_max_payload_bytes)
             .field("max_page_size", &self.max_page_size)
             .field("default_page_size", &self.default_page_size)
             .field("db_max_connections", &self.db_max_connections)

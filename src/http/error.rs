@@ -45,13 +45,8 @@ impl ScimError {
     pub fn bad_request(scim_type: ScimType, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Some(scim_type.as_str()), detail)
     }
-}
-
-impl ResponseError for ScimError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-    fn error_response(&self) -> HttpResponse {
+    /// The error body (RFC 7644 §3.12), also used inside a bulk response.
+    pub fn body(&self) -> serde_json::Value {
         let mut body = json!({
             "schemas": [ERROR_SCHEMA],
             "status": self.status.as_u16().to_string(),
@@ -60,6 +55,16 @@ impl ResponseError for ScimError {
         if let Some(t) = self.scim_type {
             body["scimType"] = json!(t);
         }
+        body
+    }
+}
+
+impl ResponseError for ScimError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        let body = self.body();
         let mut res = HttpResponse::build(self.status);
         res.insert_header((header::CONTENT_TYPE, SCIM_CONTENT_TYPE));
         if self.status == StatusCode::UNAUTHORIZED {

@@ -31,7 +31,10 @@ async fn service_provider_config(app: TestApp) {
         json!(["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"])
     );
     assert_eq!(b["patch"]["supported"], true);
-    assert_eq!(b["bulk"]["supported"], false);
+    assert_eq!(
+        b["bulk"],
+        json!({"supported": true, "maxOperations": 1000, "maxPayloadSize": 1_048_576})
+    );
     assert_eq!(b["filter"]["supported"], true);
     assert_eq!(b["filter"]["maxResults"], 50, "the test server's page cap");
     assert_eq!(b["sort"]["supported"], false);

@@ -137,12 +137,7 @@ async fn not_found(app: TestApp) {
     // the PUT did not create anything
     assert_eq!(total(&app, "Users").await, 0);
     // an unknown endpoint under /scim/v2 answers in SCIM form
-    for path in [
-        "/scim/v2/Nope",
-        "/scim/v2/Users/a/b",
-        "/scim/v2/Bulk",
-        "/scim/v2/Me",
-    ] {
+    for path in ["/scim/v2/Nope", "/scim/v2/Users/a/b", "/scim/v2/Me"] {
         app.get(path).await.assert_scim_error(404, None);
     }
     app.post("/scim/v2/Nope", &json!({"schemas": [USER]}))

@@ -42,7 +42,11 @@ async fn service_provider_config(state: State, req: HttpRequest) -> HttpResponse
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://github.com/rolecall/rolecall#readme",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {
+            "supported": true,
+            "maxOperations": state.settings.bulk_max_operations,
+            "maxPayloadSize": state.settings.bulk_max_payload_bytes,
+        },
         "filter": {"supported": true, "maxResults": state.settings.max_page_size},
         "changePassword": {"supported": false},
         "sort": {"supported": false},

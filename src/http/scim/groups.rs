@@ -11,11 +11,11 @@ use super::{
     projection, resource_response,
 };
 use crate::http::error::ScimError;
-use crate::http::{Caller, State};
+use crate::http::{AppState, Caller, State};
 use crate::provision;
 use crate::scim::resource::ResourceKind;
 use crate::scim::schema::GROUP_SCHEMA;
-use crate::store::GroupRow;
+use crate::store::{Actor, GroupRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -78,8 +78,7 @@ async fn create(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let group = provision::create_group(&state.store, body.into_inner(), &caller.0).await?;
-    state.metrics.scim_op("Group", "create");
+    let group = create_one(&state, body.into_inner(), &caller.0).await?;
     let version = group.version;
     Ok(resource_response(
         StatusCode::CREATED,
@@ -119,8 +118,8 @@ async fn replace(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let group = provision::replace_group(
-        &state.store,
+    let group = replace_one(
+        &state,
         &id,
         body.into_inner(),
         if_match(&req)?,
@@ -128,7 +127,6 @@ async fn replace(
         &caller.0,
     )
     .await?;
-    state.metrics.scim_op("Group", "replace");
     let version = group.version;
     Ok(resource_response(
         StatusCode::OK,
@@ -145,8 +143,8 @@ async fn patch(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let group = provision::patch_group(
-        &state.store,
+    let group = patch_one(
+        &state,
         &id,
         body.into_inner(),
         if_match(&req)?,
@@ -154,7 +152,6 @@ async fn patch(
         &caller.0,
     )
     .await?;
-    state.metrics.scim_op("Group", "patch");
     let version = group.version;
     Ok(resource_response(
         StatusCode::OK,
@@ -169,12 +166,59 @@ async fn delete(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    state
-        .store
-        .delete_group(&id, if_match(&req)?, &caller.0)
-        .await?;
-    state.metrics.scim_op("Group", "delete");
+    delete_one(&state, &id, if_match(&req)?, &caller.0).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+// The writes, shared by the handlers above and `/Bulk`: the provisioning call and its metric.
+
+pub(super) async fn create_one(
+    state: &AppState,
+    body: Value,
+    actor: &Actor,
+) -> Result<GroupRow, ScimError> {
+    let group = provision::create_group(&state.store, body, actor).await?;
+    state.metrics.scim_op("Group", "create");
+    Ok(group)
+}
+
+pub(super) async fn replace_one(
+    state: &AppState,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+    with_members: bool,
+    actor: &Actor,
+) -> Result<GroupRow, ScimError> {
+    let group =
+        provision::replace_group(&state.store, id, body, if_match, with_members, actor).await?;
+    state.metrics.scim_op("Group", "replace");
+    Ok(group)
+}
+
+pub(super) async fn patch_one(
+    state: &AppState,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+    with_members: bool,
+    actor: &Actor,
+) -> Result<GroupRow, ScimError> {
+    let group =
+        provision::patch_group(&state.store, id, body, if_match, with_members, actor).await?;
+    state.metrics.scim_op("Group", "patch");
+    Ok(group)
+}
+
+pub(super) async fn delete_one(
+    state: &AppState,
+    id: &str,
+    if_match: Option<i64>,
+    actor: &Actor,
+) -> Result<(), ScimError> {
+    state.store.delete_group(id, if_match, actor).await?;
+    state.metrics.scim_op("Group", "delete");
+    Ok(())
 }
 
 async fn list(

@@ -1,5 +1,6 @@
 //! `/scim/v2`: authentication, request parsing shared by the endpoints, and rendering.
 
+mod bulk;
 mod discovery;
 mod groups;
 mod users;
@@ -40,6 +41,7 @@ pub fn scope() -> actix_web::Scope<
         .configure(users::routes)
         .configure(groups::routes)
         .configure(discovery::routes)
+        .configure(bulk::routes)
         .default_service(web::to(|| async {
             ScimError::not_found("no such SCIM endpoint").error_response()
         }))
@@ -50,36 +52,41 @@ pub fn scope() -> actix_web::Scope<
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
-        .content_type(|mime| {
-            mime.type_() == mime::APPLICATION
-                && (mime.subtype() == mime::JSON
-                    || mime.subtype().as_str() == "scim+json"
-                    || mime.suffix() == Some(mime::JSON))
-        })
-        .error_handler(|e, _| {
-            let err = match &e {
-                JsonPayloadError::Overflow { limit }
-                | JsonPayloadError::OverflowKnownLength { limit, .. } => ScimError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    None,
-                    format!("the request body is larger than the limit of {limit} bytes"),
-                ),
-                JsonPayloadError::ContentType => ScimError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    None,
-                    "the request body must be application/scim+json or application/json",
-                ),
-                JsonPayloadError::Deserialize(d) => ScimError::bad_request(
-                    ScimType::InvalidSyntax,
-                    format!("the request body is not valid JSON: {d}"),
-                ),
-                other => ScimError::bad_request(
-                    ScimType::InvalidSyntax,
-                    format!("could not read the request body: {other}"),
-                ),
-            };
-            err.into()
-        })
+        .content_type(is_json)
+        .error_handler(|e, _| json_error(&e).into())
+}
+
+/// The request body types SCIM writes accept.
+pub fn is_json(mime: mime::Mime) -> bool {
+    mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON
+            || mime.subtype().as_str() == "scim+json"
+            || mime.suffix() == Some(mime::JSON))
+}
+
+/// A body that could not be read as JSON, as a SCIM error.
+pub fn json_error(e: &JsonPayloadError) -> ScimError {
+    match e {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ScimError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            format!("the request body is larger than the limit of {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ScimError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            "the request body must be application/scim+json or application/json",
+        ),
+        JsonPayloadError::Deserialize(d) => ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            format!("the request body is not valid JSON: {d}"),
+        ),
+        other => ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            format!("could not read the request body: {other}"),
+        ),
+    }
 }
 
 /// `https://host/scim/v2`: the configured public URL, else the request's own scheme and host.
@@ -259,10 +266,15 @@ pub fn etag(version: i64) -> String {
 /// `If-Match`: `None` when absent or `*`; a version otherwise. A tag that is not one of ours
 /// can never match, which is a 412.
 pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ScimError> {
-    let Some(v) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let v = v.to_str().unwrap_or("").trim();
+    match req.headers().get(header::IF_MATCH) {
+        None => Ok(None),
+        Some(v) => parse_if_match(v.to_str().unwrap_or("")),
+    }
+}
+
+/// An `If-Match` value (or a bulk operation's `version`): `*` is `None`, `W/"n"` is `n`.
+pub fn parse_if_match(v: &str) -> Result<Option<i64>, ScimError> {
+    let v = v.trim();
     if v == "*" {
         return Ok(None);
     }

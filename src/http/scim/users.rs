@@ -11,11 +11,11 @@ use super::{
     projection, resource_response,
 };
 use crate::http::error::ScimError;
-use crate::http::{Caller, State};
+use crate::http::{AppState, Caller, State};
 use crate::provision;
 use crate::scim::resource::ResourceKind;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
-use crate::store::UserRow;
+use crate::store::{Actor, UserRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -79,8 +79,7 @@ async fn create(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let user = provision::create_user(&state.store, body.into_inner(), &caller.0).await?;
-    state.metrics.scim_op("User", "create");
+    let user = create_one(&state, body.into_inner(), &caller.0).await?;
     let version = user.version;
     Ok(resource_response(
         StatusCode::CREATED,
@@ -117,17 +116,7 @@ async fn replace(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let user = provision::replace_user(
-        &state.store,
-        &id,
-        body.into_inner(),
-        if_match(&req)?,
-        &caller.0,
-    )
-    .await?;
-    state
-        .metrics
-        .scim_op("User", if user.active { "replace" } else { "deactivate" });
+    let user = replace_one(&state, &id, body.into_inner(), if_match(&req)?, &caller.0).await?;
     let version = user.version;
     Ok(resource_response(
         StatusCode::OK,
@@ -144,17 +133,7 @@ async fn patch(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let user = provision::patch_user(
-        &state.store,
-        &id,
-        body.into_inner(),
-        if_match(&req)?,
-        &caller.0,
-    )
-    .await?;
-    state
-        .metrics
-        .scim_op("User", if user.active { "patch" } else { "deactivate" });
+    let user = patch_one(&state, &id, body.into_inner(), if_match(&req)?, &caller.0).await?;
     let version = user.version;
     Ok(resource_response(
         StatusCode::OK,
@@ -169,12 +148,59 @@ async fn delete(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    state
-        .store
-        .delete_user(&id, if_match(&req)?, &caller.0)
-        .await?;
-    state.metrics.scim_op("User", "delete");
+    delete_one(&state, &id, if_match(&req)?, &caller.0).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+// The writes, shared by the handlers above and `/Bulk`: the provisioning call and its metric.
+
+pub(super) async fn create_one(
+    state: &AppState,
+    body: Value,
+    actor: &Actor,
+) -> Result<UserRow, ScimError> {
+    let user = provision::create_user(&state.store, body, actor).await?;
+    state.metrics.scim_op("User", "create");
+    Ok(user)
+}
+
+pub(super) async fn replace_one(
+    state: &AppState,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+    actor: &Actor,
+) -> Result<UserRow, ScimError> {
+    let user = provision::replace_user(&state.store, id, body, if_match, actor).await?;
+    state
+        .metrics
+        .scim_op("User", if user.active { "replace" } else { "deactivate" });
+    Ok(user)
+}
+
+pub(super) async fn patch_one(
+    state: &AppState,
+    id: &str,
+    body: Value,
+    if_match: Option<i64>,
+    actor: &Actor,
+) -> Result<UserRow, ScimError> {
+    let user = provision::patch_user(&state.store, id, body, if_match, actor).await?;
+    state
+        .metrics
+        .scim_op("User", if user.active { "patch" } else { "deactivate" });
+    Ok(user)
+}
+
+pub(super) async fn delete_one(
+    state: &AppState,
+    id: &str,
+    if_match: Option<i64>,
+    actor: &Actor,
+) -> Result<(), ScimError> {
+    state.store.delete_user(id, if_match, actor).await?;
+    state.metrics.scim_op("User", "delete");
+    Ok(())
 }
 
 async fn list(
