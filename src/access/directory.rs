@@ -51,6 +51,8 @@ pub struct Directory {
     by_external: HashMap<String, u32>,
     group_idx: HashMap<String, u32>,
     groups: Vec<Option<GroupEntry>>,
+    /// Bumped by every change; a cached view is good only for the generation it was made in.
+    generation: u64,
 }
 
 fn remove_item(v: &mut Vec<u32>, x: u32) {
@@ -90,6 +92,7 @@ impl Directory {
 
     /// Insert or update a user; its memberships are kept.
     pub fn upsert_user(&mut self, rec: UserRecord) {
+        self.generation += 1;
         let i = self.intern_user(&rec.id);
         let slot = &mut self.users[i as usize];
         let groups = match slot.take() {
@@ -111,6 +114,7 @@ impl Directory {
 
     /// Remove a user and its memberships.
     pub fn remove_user(&mut self, id: &str) {
+        self.generation += 1;
         let Some(i) = self.user_idx.remove(id) else {
             return;
         };
@@ -129,6 +133,7 @@ impl Directory {
 
     /// Insert or update a group with its complete member list.
     pub fn set_group(&mut self, rec: GroupRecord, members: &[Member]) {
+        self.generation += 1;
         let gi = self.intern_group(&rec.id);
         // detach the old members
         if let Some(old) = self.groups[gi as usize].take() {
@@ -212,6 +217,7 @@ impl Directory {
 
     /// Remove a group: its members lose it, groups containing it lose it as a member.
     pub fn remove_group(&mut self, id: &str) {
+        self.generation += 1;
         let Some(gi) = self.group_idx.remove(id) else {
             return;
         };
@@ -236,22 +242,41 @@ impl Directory {
 
     /// Find a user by id, userName (case-insensitive) or externalId.
     pub fn find_user(&self, key: &str) -> Option<&UserRecord> {
+        self.find_user_index(key).and_then(|i| self.user_at(i))
+    }
+
+    /// The index of the user `key` names (id, userName case-insensitively, or externalId).
+    pub(crate) fn find_user_index(&self, key: &str) -> Option<u32> {
         let i = self
             .user_idx
             .get(key)
-            .or_else(|| self.by_name.get(&key.to_lowercase()))
+            .or_else(|| self.by_name.get(crate::roles::fold_cow(key).as_ref()))
             .or_else(|| self.by_external.get(key))?;
-        match self.users.get(*i as usize) {
+        self.user_at(*i).map(|_| *i)
+    }
+
+    pub(crate) fn user_at(&self, i: u32) -> Option<&UserRecord> {
+        match self.users.get(i as usize) {
             Some(Some(u)) if !u.rec.id.is_empty() => Some(&u.rec),
             _ => None,
         }
     }
 
+    /// The change counter: any change to users, groups or memberships moves it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// All groups of a user, direct and through nesting (each once, cycles are safe).
     pub fn groups_of(&self, user_id: &str) -> Vec<&GroupRecord> {
-        let Some(&ui) = self.user_idx.get(user_id) else {
-            return Vec::new();
-        };
+        match self.user_idx.get(user_id) {
+            Some(&ui) => self.groups_of_index(ui),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Self::groups_of`] the user at index `ui`.
+    pub(crate) fn groups_of_index(&self, ui: u32) -> Vec<&GroupRecord> {
         let Some(Some(user)) = self.users.get(ui as usize) else {
             return Vec::new();
         };

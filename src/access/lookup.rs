@@ -1,9 +1,17 @@
 //! Answers for gateways: a user's roles per scope, the effective role and policy at a scope,
 //! and access decisions. Everything here reads memory only.
+//!
+//! What a user's answers share (the user, its grants, and the serialized head of the roles
+//! answer) is worked out once and kept as a [`UserView`] in a [`ViewCache`] of fixed size,
+//! stamped with the directory generation and the mapping it was made from. Any change to the
+//! directory moves the generation and any mapping change replaces the mapping, so a stale view
+//! is never used: the next lookup makes a new one.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Access;
+use super::{Access, Mapping};
 use crate::roles::document::RoleDef;
 use crate::roles::evaluate::Decision;
 use crate::roles::resolve::{Grant, GroupInfo, Scope};
@@ -24,7 +32,31 @@ pub struct UserOut {
     pub active: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One user resolved against one mapping, for one directory generation.
+pub struct UserView {
+    /// The user's index in the directory.
+    index: u32,
+    generation: u64,
+    mapping: Arc<Mapping>,
+    pub user: UserOut,
+    pub grants: Vec<Grant>,
+    /// `{"user":…,"groups":[…],"roles":[…]`: the roles answer up to its scope-dependent part.
+    head: Vec<u8>,
+}
+
+impl std::fmt::Debug for UserView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserView")
+            .field("generation", &self.generation)
+            .field("user", &self.user)
+            .field("grants", &self.grants)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The effective role at a scope; its policy is read from the mapping it came from when
+/// serialized (not copied per answer).
+#[derive(Clone)]
 pub struct Effective {
     /// The scope asked about.
     pub scope: Scope,
@@ -32,35 +64,115 @@ pub struct Effective {
     /// Where the winning grant was made (the scope itself or one containing it).
     pub granted_at: Scope,
     pub via: Vec<String>,
-    pub policy: RoleDef,
+    mapping: Arc<Mapping>,
 }
 
-/// A user resolved against the mapping in force.
-struct Resolved {
-    user: UserOut,
-    groups: Vec<String>,
-    grants: Vec<Grant>,
-    mapping: std::sync::Arc<super::Mapping>,
+impl Effective {
+    pub fn policy(&self) -> Option<&RoleDef> {
+        self.mapping.compiled.role(&self.role)
+    }
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl Serialize for Effective {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Effective", 5)?;
+        st.serialize_field("scope", &self.scope)?;
+        st.serialize_field("role", &self.role)?;
+        st.serialize_field("granted_at", &self.granted_at)?;
+        st.serialize_field("via", &self.via)?;
+        st.serialize_field("policy", &self.policy())?;
+        st.end()
+    }
+}
+
+/// The answer to `GET /v1/users/{user}/roles`.
 pub struct RoleAnswer {
-    pub user: UserOut,
-    pub groups: Vec<String>,
-    pub roles: Vec<Grant>,
-    /// Present when a workspace was asked about; null when the user has no role there.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    view: Arc<UserView>,
+    /// Present when a workspace was asked about; `Some(None)` when the user has no role there.
     pub effective: Option<Option<Effective>>,
-    pub mapping_version: i64,
+}
+
+impl RoleAnswer {
+    pub fn user(&self) -> &UserOut {
+        &self.view.user
+    }
+
+    pub fn roles(&self) -> &[Grant] {
+        &self.view.grants
+    }
+
+    /// The answer as JSON: `user`, `groups`, `roles`, `effective` (when a workspace was asked
+    /// about; null for no role there) and `mapping_version`.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(self.view.head.len() + 512);
+        out.extend_from_slice(&self.view.head);
+        if let Some(effective) = &self.effective {
+            out.extend_from_slice(b",\"effective\":");
+            serde_json::to_writer(&mut out, effective)?;
+        }
+        out.extend_from_slice(b",\"mapping_version\":");
+        out.extend_from_slice(self.view.mapping.version.to_string().as_bytes());
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+/// Recently made views, direct-mapped by user index: a fixed number of slots, so memory stays
+/// bounded whatever the size of the directory (a view is about a kilobyte).
+pub(crate) struct ViewCache {
+    slots: Box<[std::sync::Mutex<Option<Arc<UserView>>>]>,
+}
+
+impl ViewCache {
+    /// A cache of `slots` views (rounded up to a power of two).
+    pub(crate) fn new(slots: usize) -> Self {
+        let n = slots.max(1).next_power_of_two();
+        Self {
+            slots: (0..n).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn slot(&self, index: u32) -> std::sync::MutexGuard<'_, Option<Arc<UserView>>> {
+        let i = index as usize & (self.slots.len() - 1);
+        self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, index: u32, generation: u64, mapping: &Arc<Mapping>) -> Option<Arc<UserView>> {
+        self.slot(index)
+            .as_ref()
+            .filter(|v| {
+                v.index == index && v.generation == generation && Arc::ptr_eq(&v.mapping, mapping)
+            })
+            .map(Arc::clone)
+    }
+
+    fn put(&self, view: Arc<UserView>) {
+        let index = view.index;
+        *self.slot(index) = Some(view);
+    }
+}
+
+#[derive(Serialize)]
+struct Head<'a> {
+    user: &'a UserOut,
+    groups: &'a [&'a str],
+    roles: &'a [Grant],
 }
 
 impl Access {
-    /// The user's grants and group names, from memory.
-    fn resolve(&self, user_key: &str) -> Result<Resolved, LookupError> {
+    /// The view of the user `user_key` names, from the cache when it is current.
+    fn view(&self, user_key: &str) -> Result<Arc<UserView>, LookupError> {
         let mapping = self.mapping();
         let dir = self.directory();
-        let user = dir.find_user(user_key).ok_or(LookupError::UnknownUser)?;
-        let groups = dir.groups_of(&user.id);
+        let i = dir
+            .find_user_index(user_key)
+            .ok_or(LookupError::UnknownUser)?;
+        if let Some(v) = self.views.get(i, dir.generation(), &mapping) {
+            return Ok(v);
+        }
+        let user = dir.user_at(i).ok_or(LookupError::UnknownUser)?;
+        let groups = dir.groups_of_index(i);
         let infos: Vec<GroupInfo<'_>> = groups
             .iter()
             .map(|g| GroupInfo {
@@ -69,19 +181,32 @@ impl Access {
             })
             .collect();
         let grants = mapping.compiled.grants(user.active, &infos);
-        let names = groups.iter().map(|g| g.display_name.clone()).collect();
         let user = UserOut {
             id: user.id.clone(),
             user_name: user.user_name.clone(),
             active: user.active,
         };
-        drop(dir);
-        Ok(Resolved {
-            user,
-            groups: names,
-            grants,
-            mapping,
+        let names: Vec<&str> = groups.iter().map(|g| g.display_name.as_str()).collect();
+        let mut head = serde_json::to_vec(&Head {
+            user: &user,
+            groups: &names,
+            roles: &grants,
         })
+        .unwrap_or_default();
+        // an object always ends in `}`: drop it so the scope-dependent part can follow
+        head.pop();
+        head.shrink_to_fit();
+        let view = Arc::new(UserView {
+            index: i,
+            generation: dir.generation(),
+            mapping,
+            user,
+            grants,
+            head,
+        });
+        drop(dir);
+        self.views.put(Arc::clone(&view));
+        Ok(view)
     }
 
     /// `GET /v1/users/{user}/roles[?workspace=W&project=P]`.
@@ -91,12 +216,7 @@ impl Access {
         workspace: Option<&str>,
         project: Option<&str>,
     ) -> Result<RoleAnswer, LookupError> {
-        let Resolved {
-            user,
-            groups,
-            grants,
-            mapping,
-        } = self.resolve(user_key)?;
+        let view = self.view(user_key)?;
         let effective = match workspace {
             None if project.is_some() => {
                 return Err(LookupError::UnknownScope(
@@ -110,28 +230,24 @@ impl Access {
                 ));
             }
             Some(w) => {
-                let target = mapping
-                    .compiled
+                let compiled = &view.mapping.compiled;
+                let target = compiled
                     .scope(Some(w), project)
                     .map_err(LookupError::UnknownScope)?;
-                Some(mapping.compiled.effective(&grants, &target).and_then(|g| {
-                    mapping.compiled.role(&g.role).map(|def| Effective {
+                let effective = compiled.effective(&view.grants, &target).and_then(|g| {
+                    compiled.role(&g.role)?;
+                    Some(Effective {
                         scope: target.clone(),
                         role: g.role.clone(),
                         granted_at: g.scope.clone(),
                         via: g.via.clone(),
-                        policy: def.clone(),
+                        mapping: Arc::clone(&view.mapping),
                     })
-                }))
+                });
+                Some(effective)
             }
         };
-        Ok(RoleAnswer {
-            user,
-            groups,
-            roles: grants,
-            effective,
-            mapping_version: mapping.version,
-        })
+        Ok(RoleAnswer { view, effective })
     }
 
     /// May `user_key` do `action` at the scope named by `workspace`/`project` (on `model`, asking
@@ -145,37 +261,23 @@ impl Access {
         model: Option<&str>,
         max_tokens: Option<u64>,
     ) -> Decision {
-        let deny = |reason: String| Decision {
-            allowed: false,
-            role: None,
-            max_tokens: None,
-            rpm: None,
-            reason: Some(reason),
+        let view = match self.view(user_key) {
+            Ok(v) => v,
+            Err(e) => return Decision::deny(None, format!("unknown user \"{user_key}\": {e}")),
         };
-        let Resolved {
-            user,
-            grants,
-            mapping,
-            ..
-        } = match self.resolve(user_key) {
-            Ok(r) => r,
-            Err(e) => return deny(format!("unknown user \"{user_key}\": {e}")),
-        };
-        if !user.active {
-            return deny(format!("user {} is deactivated", user.user_name));
+        if !view.user.active {
+            return Decision::deny(None, format!("user {} is deactivated", view.user.user_name));
         }
-        let target = match mapping.compiled.scope(workspace, project) {
-            Ok(t) => t,
-            Err(e) => return deny(e),
-        };
-        mapping
-            .compiled
-            .evaluate_at(&grants, &target, action, model, max_tokens)
+        let compiled = &view.mapping.compiled;
+        match compiled.scope(workspace, project) {
+            Ok(target) => compiled.evaluate_at(&view.grants, &target, action, model, max_tokens),
+            Err(e) => Decision::deny(None, e),
+        }
     }
 
     /// Grants of a user for a signed role token: (user, grants).
     pub fn token_claims(&self, user_key: &str) -> Result<(UserOut, Vec<Grant>), LookupError> {
-        let r = self.resolve(user_key)?;
-        Ok((r.user, r.grants))
+        let view = self.view(user_key)?;
+        Ok((view.user.clone(), view.grants.clone()))
     }
 }

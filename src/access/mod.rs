@@ -44,7 +44,12 @@ pub struct Access {
     applied_local: AtomicU64,
     /// `store.local_token_writes()` as of the last catch-up.
     applied_tokens: AtomicU64,
+    /// Per-user work shared by lookups, evaluations and role tokens.
+    views: lookup::ViewCache,
 }
+
+/// How many resolved users lookups keep (about a kilobyte each).
+const VIEW_CACHE_SLOTS: usize = 32 * 1024;
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
@@ -109,6 +114,7 @@ impl Access {
             feed: tokio::sync::Mutex::new(FeedState::new(start_seq, &initial_gaps)),
             applied_local: AtomicU64::new(local),
             applied_tokens: AtomicU64::new(local_tokens),
+            views: lookup::ViewCache::new(VIEW_CACHE_SLOTS),
         }))
     }
 
@@ -205,9 +211,9 @@ impl Access {
         Arc::clone(&read(&self.keys))
     }
 
-    /// The token row for an id, from memory.
-    pub fn token(&self, id: &str) -> Option<TokenRow> {
-        read(&self.tokens).get(id).cloned()
+    /// `f` of the token row for an id, from memory (without copying the row).
+    pub fn with_token<R>(&self, id: &str, f: impl FnOnce(&TokenRow) -> R) -> Option<R> {
+        read(&self.tokens).get(id).map(f)
     }
 
     pub(crate) fn directory(&self) -> RwLockReadGuard<'_, Directory> {

@@ -22,7 +22,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The scope a path needs, and whether errors there are in SCIM form.
 fn needs(path: &str) -> Option<(Scope, bool)> {
-    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
     if under("/scim/v2") {
         Some((Scope::Scim, true))
     } else if under("/v1") || under("/access/v1") {
@@ -65,14 +68,16 @@ async fn check(
         crate::access::AccessError::Store(s) => AuthError::Store(s),
         other => AuthError::Store(crate::store::StoreError::Corrupt(other.to_string())),
     })?;
-    let id = presented.and_then(auth::token_id).map(|(id, _)| id);
-    let row = match id {
-        Some(id) => match state.access.token(id) {
-            Some(row) => Some(row),
-            None => state.access.store().find_token(id).await?,
-        },
-        None => None,
+    let Some(id) = presented.and_then(auth::token_id).map(|(id, _)| id) else {
+        return auth::verify(presented, None, need);
     };
+    if let Some(verdict) = state
+        .access
+        .with_token(id, |row| auth::verify(presented, Some(row), need))
+    {
+        return verdict;
+    }
+    let row = state.access.store().find_token(id).await?;
     auth::verify(presented, row.as_ref(), need)
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
@@ -15,38 +15,32 @@ use crate::access::LookupError;
 use crate::roles::evaluate::Decision;
 
 pub fn routes(cfg: &mut web::ServiceConfig, json: web::JsonConfig) {
-    cfg.service(
-        web::resource("/v1/users/{user}/roles")
-            .route(web::get().to(roles))
-            .default_service(not_allowed("GET")),
-    )
-    .service(
-        web::resource("/v1/users/{user}/token")
-            .route(web::post().to(role_token))
-            .default_service(not_allowed("POST")),
-    )
-    .service(
-        web::resource("/access/v1/evaluation")
-            .app_data(json.clone())
-            .route(web::post().to(evaluation))
-            .default_service(not_allowed("POST")),
-    )
-    .service(
-        web::resource("/access/v1/evaluations")
-            .app_data(json)
-            .route(web::post().to(evaluations))
-            .default_service(not_allowed("POST")),
-    )
-    .service(
-        web::resource("/.well-known/authzen-configuration")
-            .route(web::get().to(authzen_configuration))
-            .default_service(not_allowed("GET")),
-    )
-    .service(
-        web::resource("/.well-known/jwks.json")
-            .route(web::get().to(jwks))
-            .default_service(not_allowed("GET")),
-    );
+    // `/v1/users/{user}/roles` and `/v1/users/{user}/token` are matched by hand under a
+    // static prefix: the router matches a pattern with a parameter by regular expression,
+    // which cost more per lookup than answering it
+    cfg.service(web::scope("/v1/users").default_service(web::to(user_endpoint)))
+        .service(
+            web::resource("/access/v1/evaluation")
+                .app_data(json.clone())
+                .route(web::post().to(evaluation))
+                .default_service(not_allowed("POST")),
+        )
+        .service(
+            web::resource("/access/v1/evaluations")
+                .app_data(json)
+                .route(web::post().to(evaluations))
+                .default_service(not_allowed("POST")),
+        )
+        .service(
+            web::resource("/.well-known/authzen-configuration")
+                .route(web::get().to(authzen_configuration))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/.well-known/jwks.json")
+                .route(web::get().to(jwks))
+                .default_service(not_allowed("GET")),
+        );
 }
 
 /// The public base URL: configured, or the request's own scheme and host.
@@ -73,21 +67,74 @@ fn lookup_error(e: LookupError) -> ApiError {
     }
 }
 
-async fn roles(
-    state: State,
-    req: HttpRequest,
-    user: web::Path<String>,
-    q: web::Query<HashMap<String, String>>,
+/// The route label of a hand-matched endpoint, for the request log and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePattern(pub &'static str);
+
+/// `/v1/users/{user}/roles` (GET) and `/v1/users/{user}/token` (POST); `{user}` is
+/// percent-decoded.
+async fn user_endpoint(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "no such endpoint");
+    let rest = req
+        .path()
+        .strip_prefix("/v1/users/")
+        .ok_or_else(not_found)?;
+    let (user, action) = rest.split_once('/').ok_or_else(not_found)?;
+    let (pattern, allow, method) = match action {
+        "roles" => (
+            "/v1/users/{user}/roles",
+            "GET",
+            actix_web::http::Method::GET,
+        ),
+        "token" => (
+            "/v1/users/{user}/token",
+            "POST",
+            actix_web::http::Method::POST,
+        ),
+        _ => return Err(not_found()),
+    };
+    if user.is_empty() {
+        return Err(not_found());
+    }
+    actix_web::HttpMessage::extensions_mut(&req).insert(RoutePattern(pattern));
+    if req.method() != method {
+        let mut res = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method not allowed; this endpoint allows {allow}"),
+        )
+        .error_response();
+        res.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        return Ok(res);
+    }
+    let user = percent_encoding::percent_decode_str(user)
+        .decode_utf8()
+        .map_err(|_| bad("the user in the path is not valid UTF-8"))?;
+    if action == "roles" {
+        let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+            .map_err(|e| bad(format!("invalid query string: {e}")))?;
+        roles(&state, &req, &user, &q)
+    } else {
+        role_token(&state, &req, &user)
+    }
+}
+
+fn roles(
+    state: &State,
+    req: &HttpRequest,
+    user: &str,
+    q: &HashMap<String, String>,
 ) -> Result<HttpResponse, ApiError> {
     let answer = state
         .access
         .roles(
-            &user,
+            user,
             q.get("workspace").map(String::as_str),
             q.get("project").map(String::as_str),
         )
         .map_err(lookup_error)?;
-    let body = serde_json::to_vec(&answer)
+    let body = answer
+        .to_json()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
@@ -273,12 +320,8 @@ async fn evaluations(state: State, body: web::Json<Value>) -> Result<HttpRespons
     Ok(json_response(&json!({ "evaluations": out })))
 }
 
-async fn role_token(
-    state: State,
-    req: HttpRequest,
-    user: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let (user, grants) = state.access.token_claims(&user).map_err(lookup_error)?;
+fn role_token(state: &State, req: &HttpRequest, user: &str) -> Result<HttpResponse, ApiError> {
+    let (user, grants) = state.access.token_claims(user).map_err(lookup_error)?;
     if !user.active {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -288,7 +331,7 @@ async fn role_token(
     let now = chrono::Utc::now().timestamp();
     let ttl = state.settings.role_token_ttl_secs as i64;
     let claims = json!({
-        "iss": public_base(&state, &req),
+        "iss": public_base(state, req),
         "aud": state.settings.role_token_audience,
         "sub": user.id,
         "user_name": user.user_name,

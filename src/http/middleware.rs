@@ -56,10 +56,16 @@ pub async fn observe(
     };
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    let hand_matched = actix_web::HttpMessage::extensions(res.request())
+        .get::<super::gateway::RoutePattern>()
+        .map(|p| p.0);
+    let route = match hand_matched {
+        Some(p) => p.to_string(),
+        None => res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string()),
+    };
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -25,7 +25,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn deny(role: Option<&str>, reason: String) -> Self {
+    pub(crate) fn deny(role: Option<&str>, reason: String) -> Self {
         Decision {
             allowed: false,
             role: role.map(str::to_string),

@@ -29,6 +29,7 @@ pub mod resolve;
 mod build;
 mod tree;
 mod validate;
+pub(crate) use validate::fold_cow;
 
 #[cfg(test)]
 mod tests;

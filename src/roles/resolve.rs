@@ -1,13 +1,13 @@
 //! Resolution: which roles a user holds where, from the user's groups and a compiled mapping.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
 
 use super::document::{MappingDocument, Problem, RoleDef, RuleDef};
 pub use super::evaluate::{evaluate, Decision};
-use super::validate::{fold, validate};
+use super::validate::{fold, fold_cow, same_folded, validate};
 
 /// Where a role holds: the organization (both None), a workspace, or a project in a workspace.
 /// Names are canonical (as written in the document). Orders organization first, then by
@@ -29,9 +29,7 @@ impl Scope {
     /// Does a grant at `self` hold at `target`? The organization contains everything; a workspace
     /// contains itself and its projects; a project only itself. Names compare case-insensitively.
     pub fn contains(&self, target: &Scope) -> bool {
-        fn same(a: &str, b: &str) -> bool {
-            a == b || fold(a) == fold(b)
-        }
+        let same = same_folded;
         match (&self.workspace, &target.workspace) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -198,7 +196,7 @@ impl CompiledMapping {
 
     /// Indexes of the rules matching one group: by displayName (case-insensitive) or externalId.
     fn rules_of<'s>(&'s self, group: &GroupInfo<'_>) -> impl Iterator<Item = usize> + 's {
-        let by_name = self.by_name.get(&fold(group.display_name));
+        let by_name = self.by_name.get(fold_cow(group.display_name).as_ref());
         let by_id = group.external_id.and_then(|id| self.by_external_id.get(id));
         by_name.into_iter().chain(by_id).flatten().copied()
     }
@@ -213,43 +211,38 @@ impl CompiledMapping {
         if !active {
             return Vec::new();
         }
-        // scope -> role -> display names of the groups granting it there
-        let mut found: BTreeMap<&Scope, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
+        // (scope, role, granting group); `None` marks `default_role`, which names no group
         let org = Scope::org();
+        let mut hits: Vec<(&Scope, &str, Option<&str>)> = Vec::with_capacity(groups.len() * 2);
         if !self.doc.default_role.is_empty() {
-            found
-                .entry(&org)
-                .or_default()
-                .entry(&self.doc.default_role)
-                .or_default();
+            hits.push((&org, self.doc.default_role.as_str(), None));
         }
         for group in groups {
             for i in self.rules_of(group) {
-                let (Some(rule), Some(scope)) = (self.doc.rules.get(i), self.rule_scopes.get(i))
-                else {
-                    continue;
-                };
-                found
-                    .entry(scope)
-                    .or_default()
-                    .entry(rule.role.as_str())
-                    .or_default()
-                    .insert(group.display_name);
-            }
-        }
-        let mut grants = Vec::with_capacity(found.len());
-        for (scope, roles) in found {
-            let mut best: Option<(&str, BTreeSet<&str>)> = None;
-            for (role, via) in roles {
-                if best.as_ref().is_none_or(|(b, _)| self.beats(role, b)) {
-                    best = Some((role, via));
+                if let (Some(rule), Some(scope)) = (self.doc.rules.get(i), self.rule_scopes.get(i))
+                {
+                    hits.push((scope, rule.role.as_str(), Some(group.display_name)));
                 }
             }
-            if let Some((role, via)) = best {
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        let mut grants = Vec::new();
+        for by_scope in hits.chunk_by(|a, b| a.0 == b.0) {
+            let mut best: Option<&[(&Scope, &str, Option<&str>)]> = None;
+            for by_role in by_scope.chunk_by(|a, b| a.1 == b.1) {
+                if best.is_none_or(|b| self.beats(by_role[0].1, b[0].1)) {
+                    best = Some(by_role);
+                }
+            }
+            if let Some(winner) = best {
                 grants.push(Grant {
-                    scope: scope.clone(),
-                    role: role.to_string(),
-                    via: via.iter().map(|s| s.to_string()).collect(),
+                    scope: winner[0].0.clone(),
+                    role: winner[0].1.to_string(),
+                    via: winner
+                        .iter()
+                        .filter_map(|h| h.2.map(str::to_string))
+                        .collect(),
                 });
             }
         }

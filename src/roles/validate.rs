@@ -42,6 +42,24 @@ pub(crate) fn fold(s: &str) -> String {
     s.to_lowercase()
 }
 
+/// [`fold`] without allocating when `s` is already folded (ASCII without capitals).
+pub(crate) fn fold_cow(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(fold(s))
+    }
+}
+
+/// `fold(a) == fold(b)`, without allocating when both are ASCII.
+pub(crate) fn same_folded(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b || fold(a) == fold(b)
+    }
+}
+
 /// `[a-z0-9][a-z0-9_-]*`
 pub(crate) fn is_role_name(name: &str) -> bool {
     let mut chars = name.chars();

@@ -37,6 +37,7 @@ both!(
     renames_and_unusual_user_names,
     default_role_for_unmapped_users,
     project_and_organization_resources,
+    user_paths_matched_by_hand,
 );
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_rolecall");
@@ -2155,4 +2156,59 @@ mod workspace_resource_without_id_is_malformed {
             super::workspace_resource_without_id_is_malformed(app).await;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `/v1/users/...` paths (matched by hand, not by the router)
+
+async fn user_paths_matched_by_hand(app: TestApp) {
+    let s = story(&app).await;
+    // a percent-encoded userName is the same user
+    let r = s
+        .roles("alice%40example.com", "?workspace=engineering")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["user"]["id"], json!(s.alice));
+    assert_eq!(r.body["effective"]["role"], "member", "{}", r.text);
+    let r = s.roles("ALICE%40Example.COM", "").await;
+    assert_eq!(r.body["user"]["id"], json!(s.alice), "{}", r.text);
+    // wrong methods: 405 with Allow
+    for (method, path, allow) in [
+        (Method::POST, "/v1/users/alice@example.com/roles", "GET"),
+        (Method::DELETE, "/v1/users/alice@example.com/roles", "GET"),
+        (Method::GET, "/v1/users/alice@example.com/token", "POST"),
+    ] {
+        let r = s
+            .srv
+            .call(method.clone(), path, None, Some(&s.lookup), &[])
+            .await;
+        assert_problem(&r, 405);
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    // paths that name no endpoint: 404 problems (after authentication)
+    for path in [
+        "/v1/users",
+        "/v1/users/",
+        "/v1/users/alice@example.com",
+        "/v1/users/alice@example.com/",
+        "/v1/users/alice@example.com/groups",
+        "/v1/users/alice@example.com/roles/extra",
+        "/v1/users//roles",
+    ] {
+        let r = s.srv.get(path, &s.lookup).await;
+        assert_problem(&r, 404);
+        let r = s.srv.call(Method::GET, path, None, None, &[]).await;
+        assert_problem(&r, 401);
+    }
+    // an unknown user: 404 problem; bad percent-encoding of UTF-8: 400 problem
+    assert_problem(&s.roles("nobody%40example.com", "").await, 404);
+    assert_problem(&s.roles("%FF%FE", "").await, 400);
+    // the metrics name the route pattern, never the user
+    let r = s.srv.call(Method::GET, "/metrics", None, None, &[]).await;
+    assert!(
+        r.text.contains("route=\"/v1/users/{user}/roles\""),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("alice"), "{}", r.text);
 }
