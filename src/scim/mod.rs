@@ -1,6 +1,7 @@
 //! Pure SCIM protocol code (RFC 7643/7644): schemas, resource validation, the filter
 //! grammar and the PATCH engine. No HTTP, no database, no async.
 
+pub mod attr_ref;
 pub mod error;
 pub mod filter;
 pub mod patch;

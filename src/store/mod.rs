@@ -9,6 +9,7 @@
 mod audit;
 mod filter_sql;
 mod groups;
+mod json_sql;
 mod snapshot;
 mod tokens;
 mod users;
@@ -310,7 +311,7 @@ impl Store {
         use sqlx::Row;
         let (cond, params) = match &q.filter {
             Some(f) => {
-                let c = filter_sql::compile(kind, f, 1)?;
+                let c = filter_sql::compile(self.backend, kind, f, 1, false)?;
                 (c.sql, c.params)
             }
             None => ("TRUE".to_string(), Vec::new()),
