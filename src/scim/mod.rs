@@ -2,9 +2,11 @@
 //! grammar and the PATCH engine. No HTTP, no database, no async.
 
 pub mod attr_ref;
+pub mod cursor;
 pub mod error;
 pub mod filter;
 pub mod patch;
 pub mod projection;
 pub mod resource;
 pub mod schema;
+pub mod sort;

@@ -8,23 +8,46 @@
 use super::json_sql::{fold_value, Dialect, Root};
 use super::Backend;
 use crate::scim::attr_ref::{resolve, resolve_sub, AttrRef};
+use crate::scim::cursor::Position;
 use crate::scim::error::ProtocolError;
 use crate::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use crate::scim::resource::ResourceKind;
 use crate::scim::schema::{AttrDef, AttrType, Mutability};
+use crate::scim::sort::SortSpec;
 
-/// A list request after parsing: filter, 1-based start index, page size.
+/// A list request after parsing: filter, order, and either index paging (1-based
+/// `start_index`) or cursor paging (`cursor`), at most `count` resources per page.
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     pub filter: Option<Filter>,
     pub start_index: i64,
     pub count: i64,
+    pub sort: Option<SortSpec>,
+    /// Cursor paging: `Some(None)` for the first page, `Some(Some(pos))` after `pos`.
+    pub cursor: Option<Option<Position>>,
+    /// A search across resource types: attributes of the other type are absent, not errors.
+    pub lenient: bool,
+}
+
+impl ListQuery {
+    /// Index paging from `start_index`, in insertion order.
+    pub fn index(filter: Option<Filter>, start_index: i64, count: i64) -> Self {
+        Self {
+            filter,
+            start_index,
+            count,
+            sort: None,
+            cursor: None,
+            lenient: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Text(String),
     Bool(bool),
+    Int(i64),
 }
 
 /// Bind compiled filter parameters to a query, in order.
@@ -36,6 +59,7 @@ pub fn bind<'q>(
         q = match p {
             Param::Text(s) => q.bind(s.clone()),
             Param::Bool(b) => q.bind(*b),
+            Param::Int(i) => q.bind(*i),
         };
     }
     q

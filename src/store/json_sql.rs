@@ -82,6 +82,32 @@ impl Dialect {
         }
     }
 
+    /// The sub-attribute `leaf` of the first element of the array at `path` in the
+    /// document: as text, or (with `boolean`) as [`Dialect::boolean`] gives it.
+    pub fn first_element(self, path: &[&'static str], leaf: &'static str, boolean: bool) -> String {
+        let b = self.base(Root::Doc);
+        match self.0 {
+            Backend::Sqlite => {
+                let p = self.path(path);
+                let p = format!("{}[0].\"{leaf}\"'", &p[..p.len() - 1]);
+                if boolean {
+                    format!("json_type({b}, {p})")
+                } else {
+                    format!("json_extract({b}, {p})")
+                }
+            }
+            Backend::Postgres => {
+                let p = self.path(path);
+                let p = format!("{},0,\"{leaf}\"}}'", &p[..p.len() - 2]);
+                if boolean {
+                    format!("(({b} #> {p})::text)")
+                } else {
+                    format!("({b} #>> {p})")
+                }
+            }
+        }
+    }
+
     /// `FROM` items and a condition visiting the object elements of the array at `path` in
     /// the document, each as [`Root::Elem`].
     pub fn elements(self, path: &[&'static str]) -> (String, String) {
@@ -151,5 +177,13 @@ mod tests {
             "((je.v #> '{\"primary\"}')::text)"
         );
         assert_eq!(fold_value("ÀB"), "Àb");
+        assert_eq!(
+            Dialect(Backend::Sqlite).first_element(&["emails"], "value", false),
+            "json_extract(r.doc, '$.\"emails\"[0].\"value\"')"
+        );
+        assert_eq!(
+            Dialect(Backend::Postgres).first_element(&["emails"], "primary", true),
+            "((r.doc::jsonb #> '{\"emails\",0,\"primary\"}')::text)"
+        );
     }
 }
