@@ -34,20 +34,6 @@ pub struct ListQuery {
     pub lenient: bool,
 }
 
-impl ListQuery {
-    /// Index paging from `start_index`, in insertion order.
-    pub fn index(filter: Option<Filter>, start_index: i64, count: i64) -> Self {
-        Self {
-            filter,
-            start_index,
-            count,
-            sort: None,
-            cursor: None,
-            lenient: false,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Text(String),
