@@ -404,20 +404,19 @@ impl Store {
                     });
                 }
             }
-            let first_page = match &q.cursor {
-                Some(pos) => pos.is_none(),
-                None => q.start_index == 1,
+            // the page shows the total when it is the last one and nothing precedes it
+            // that we could not count: index paging from a known offset, or the first
+            // cursor page
+            let known_total = match &q.cursor {
+                None if len < q.count && (len > 0 || q.start_index == 1) => {
+                    Some(q.start_index - 1 + len)
+                }
+                Some(None) if next.is_none() => Some(len),
+                _ => None,
             };
-            if next.is_none() && (len > 0 || first_page) && len < q.count && q.cursor.is_none() {
+            if let Some(total) = known_total {
                 return Ok(ListPage {
-                    total: q.start_index - 1 + len,
-                    items: rows,
-                    next,
-                });
-            }
-            if next.is_none() && first_page && q.cursor.is_some() {
-                return Ok(ListPage {
-                    total: len,
+                    total,
                     items: rows,
                     next,
                 });
