@@ -338,39 +338,60 @@ impl Store {
             .map(|s| sort_sql::sort_key(d, kind, &s.path, q.lenient))
             .transpose()?;
         let sort = q.sort.as_ref();
-        let mut page_cond = cond.clone();
-        let mut page_params = params.clone();
-        if let Some(Some(pos)) = &q.cursor {
-            let (after, p) = sort_sql::after(key.as_deref(), sort, pos, params.len() + 1);
-            page_cond = format!("({cond}) AND {after}");
-            page_params.extend(p);
-        }
         let mut rows = Vec::new();
         let mut next = None;
         if q.count > 0 {
-            let n = page_params.len();
-            let rsk = key.as_deref().unwrap_or("NULL");
-            let order = sort_sql::order_by(key.as_deref(), "r.seq", sort);
+            let after = |key: Option<&str>, seq: &str| match &q.cursor {
+                Some(Some(pos)) => sort_sql::after(key, seq, sort, pos, params.len() + 1),
+                _ => ("TRUE".to_string(), Vec::new()),
+            };
+            // (WITH prefix, the page query, its parameters before LIMIT and OFFSET)
+            let (with, page, page_params) = match &key {
+                // insertion order: straight off the primary key, stopping after the page
+                None => {
+                    let (after, p) = after(None, "r.seq");
+                    let n = params.len() + p.len();
+                    let page = format!(
+                        "SELECT {cols}, r.seq AS rseq, NULL AS rsk FROM {table} r \
+                         WHERE ({cond}) AND {after} ORDER BY r.seq LIMIT ${} OFFSET ${}",
+                        n + 1,
+                        n + 2
+                    );
+                    (String::new(), page, [params.clone(), p].concat())
+                }
+                // the sort key is computed once per row (PostgreSQL would otherwise parse
+                // the document again for every mention of it), then ordered and cut
+                Some(k) => {
+                    let sk = d.ordered("s.rsk");
+                    let (after, p) = after(Some(&sk), "s.rseq");
+                    let n = params.len() + p.len();
+                    let with = format!(
+                        "WITH s AS MATERIALIZED (SELECT {cols}, r.seq AS rseq, {k} AS rsk \
+                         FROM {table} r WHERE {cond}) "
+                    );
+                    let order = sort_sql::order_by(Some(&sk), "s.rseq", sort);
+                    let page = format!(
+                        "SELECT * FROM s WHERE {after} ORDER BY {order} LIMIT ${} OFFSET ${}",
+                        n + 1,
+                        n + 2
+                    );
+                    (with, page, [params.clone(), p].concat())
+                }
+            };
             let (limit, offset) = match q.cursor {
                 Some(_) => (q.count + 1, 0),
                 None => (q.count, q.start_index - 1),
             };
-            let page = format!(
-                "SELECT {cols}, r.seq AS rseq, {rsk} AS rsk FROM {table} r WHERE {page_cond} \
-                 ORDER BY {order} LIMIT ${} OFFSET ${}",
-                n + 1,
-                n + 2
-            );
             let page_sql = if with_groups {
                 let outer_key = key.as_ref().map(|_| d.ordered("p.rsk"));
                 let outer = sort_sql::order_by(outer_key.as_deref(), "p.rseq", sort);
                 format!(
-                    "SELECT p.*, g.id AS gid, g.display_name AS gname FROM ({page}) p \
+                    "{with}SELECT p.*, g.id AS gid, g.display_name AS gname FROM ({page}) p \
                      LEFT JOIN scim_members m ON m.member_id = p.id \
                      LEFT JOIN scim_groups g ON g.id = m.group_id ORDER BY {outer}, g.seq"
                 )
             } else {
-                page
+                format!("{with}{page}")
             };
             rows = filter_sql::bind(sqlx::query(&page_sql), &page_params)
                 .bind(limit)

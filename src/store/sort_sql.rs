@@ -147,10 +147,11 @@ pub fn order_by(key: Option<&str>, seq: &str, sort: Option<&SortSpec>) -> String
     }
 }
 
-/// The rows after `pos` in the order [`order_by`] gives, with its parameters numbered from
-/// `first`.
+/// The rows after `pos` in the order [`order_by`] gives (key expression `key`, sequence
+/// column `seq`), with its parameters numbered from `first`.
 pub fn after(
     key: Option<&str>,
+    seq_col: &str,
     sort: Option<&SortSpec>,
     pos: &Position,
     first: usize,
@@ -159,12 +160,12 @@ pub fn after(
     let desc = sort.is_some_and(|s| s.order == SortOrder::Descending);
     let seq = Param::Int(pos.seq);
     match (key, &pos.key) {
-        (None, _) => (format!("(r.seq > ${first})"), vec![seq]),
+        (None, _) => (format!("({seq_col} > ${first})"), vec![seq]),
         (Some(x), Some(v)) => {
             let cond = if desc {
-                format!("({x} < {k} OR ({x} = {k} AND r.seq > {s}))")
+                format!("({x} < {k} OR ({x} = {k} AND {seq_col} > {s}))")
             } else {
-                format!("({x} IS NULL OR {x} > {k} OR ({x} = {k} AND r.seq > {s}))")
+                format!("({x} IS NULL OR {x} > {k} OR ({x} = {k} AND {seq_col} > {s}))")
             };
             (cond, vec![Param::Text(v.clone()), seq])
         }
@@ -172,9 +173,9 @@ pub fn after(
         // descending order the valueless rows come first, then every row with a value
         (Some(x), None) => {
             let cond = if desc {
-                format!("({x} IS NOT NULL OR r.seq > ${first})")
+                format!("({x} IS NOT NULL OR {seq_col} > ${first})")
             } else {
-                format!("({x} IS NULL AND r.seq > ${first})")
+                format!("({x} IS NULL AND {seq_col} > ${first})")
             };
             (cond, vec![seq])
         }
@@ -255,19 +256,19 @@ mod tests {
             seq: 7,
         };
         assert_eq!(
-            after(Some("k"), asc.as_ref(), &at(Some("m")), 3).0,
+            after(Some("k"), "r.seq", asc.as_ref(), &at(Some("m")), 3).0,
             "(k IS NULL OR k > $3 OR (k = $3 AND r.seq > $4))"
         );
         assert_eq!(
-            after(Some("k"), asc.as_ref(), &at(None), 3).0,
+            after(Some("k"), "r.seq", asc.as_ref(), &at(None), 3).0,
             "(k IS NULL AND r.seq > $3)"
         );
         assert_eq!(
-            after(Some("k"), desc.as_ref(), &at(None), 1).0,
+            after(Some("k"), "r.seq", desc.as_ref(), &at(None), 1).0,
             "(k IS NOT NULL OR r.seq > $1)"
         );
         assert_eq!(
-            after(None, None, &at(None), 2),
+            after(None, "r.seq", None, &at(None), 2),
             ("(r.seq > $2)".to_string(), vec![Param::Int(7)])
         );
         assert_eq!(
