@@ -359,19 +359,25 @@ impl Store {
                     );
                     (String::new(), page, [params.clone(), p].concat())
                 }
-                // the sort key is computed once per row (PostgreSQL would otherwise parse
-                // the document again for every mention of it), then ordered and cut
+                // the sort key is computed once per row into a narrow (seq, key) table
+                // (PostgreSQL would otherwise parse the document again for every mention
+                // of it), the page is cut from that, and only its rows are read in full
                 Some(k) => {
                     let sk = d.ordered("s.rsk");
                     let (after, p) = after(Some(&sk), "s.rseq");
                     let n = params.len() + p.len();
                     let with = format!(
-                        "WITH s AS MATERIALIZED (SELECT {cols}, r.seq AS rseq, {k} AS rsk \
+                        "WITH s AS MATERIALIZED (SELECT r.seq AS rseq, {k} AS rsk \
                          FROM {table} r WHERE {cond}) "
                     );
-                    let order = sort_sql::order_by(Some(&sk), "s.rseq", sort);
+                    let inner = sort_sql::order_by(Some(&sk), "s.rseq", sort);
+                    let pk = d.ordered("pg.rsk");
+                    let outer = sort_sql::order_by(Some(&pk), "pg.rseq", sort);
                     let page = format!(
-                        "SELECT * FROM s WHERE {after} ORDER BY {order} LIMIT ${} OFFSET ${}",
+                        "SELECT {cols}, pg.rseq AS rseq, pg.rsk AS rsk FROM \
+                         (SELECT s.rseq, s.rsk FROM s WHERE {after} ORDER BY {inner} \
+                         LIMIT ${} OFFSET ${}) pg JOIN {table} r ON r.seq = pg.rseq \
+                         ORDER BY {outer}",
                         n + 1,
                         n + 2
                     );
