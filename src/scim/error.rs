@@ -12,6 +12,10 @@ pub enum ScimType {
     NoTarget,
     InvalidValue,
     InvalidVers,
+    /// RFC 9865: a cursor this server did not issue for this query.
+    InvalidCursor,
+    /// RFC 9865: a page size that cursor paging cannot use.
+    InvalidCount,
 }
 
 impl ScimType {
@@ -26,6 +30,8 @@ impl ScimType {
             ScimType::NoTarget => "noTarget",
             ScimType::InvalidValue => "invalidValue",
             ScimType::InvalidVers => "invalidVers",
+            ScimType::InvalidCursor => "invalidCursor",
+            ScimType::InvalidCount => "invalidCount",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Pure SCIM protocol code (RFC 7643/7644): schemas, resource validation, the filter
 //! grammar and the PATCH engine. No HTTP, no database, no async.
 
+pub mod attr_ref;
+pub mod cursor;
 pub mod bulk;
 pub mod error;
 pub mod filter;
@@ -8,3 +10,4 @@ pub mod patch;
 pub mod projection;
 pub mod resource;
 pub mod schema;
+pub mod sort;

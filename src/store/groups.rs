@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::audit::{record, Actor};
 use super::filter_sql::ListQuery;
-use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
+use super::{now, parse_doc, placeholders, ListPage, Result, Store, StoreError, CHUNK};
 use crate::scim::error::ProtocolError;
 use crate::scim::patch::MemberChange;
 use crate::scim::resource::{MemberRef, Normalized, ResourceKind};
@@ -335,15 +335,23 @@ impl Store {
         &self,
         q: &ListQuery,
         with_members: bool,
-    ) -> Result<(i64, Vec<GroupRow>)> {
-        let (total, rows) = self
+    ) -> Result<ListPage<GroupRow>> {
+        let page = self
             .list_rows("scim_groups", COLS, ResourceKind::Group, q, false)
             .await?;
-        let mut groups = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        let mut groups = page
+            .items
+            .iter()
+            .map(from_row)
+            .collect::<Result<Vec<_>>>()?;
         if with_members {
             self.attach_members(&mut groups).await?;
         }
-        Ok((total, groups))
+        Ok(ListPage {
+            total: page.total,
+            items: groups,
+            next: page.next,
+        })
     }
 
     async fn attach_members(&self, groups: &mut [GroupRow]) -> Result<()> {

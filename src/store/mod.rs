@@ -9,7 +9,9 @@
 mod audit;
 mod filter_sql;
 mod groups;
+mod json_sql;
 mod snapshot;
+mod sort_sql;
 mod tokens;
 mod users;
 
@@ -19,6 +21,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use crate::scim::cursor::Position;
 pub use audit::{Actor, AuditEntry, AuditQuery, Change};
 pub use filter_sql::ListQuery;
 pub use groups::{GroupChange, GroupRow, MemberRow};
@@ -294,11 +297,24 @@ fn parse_doc(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
     }
 }
 
+/// One page of a list: the total that match, the page, and where the next page starts
+/// (cursor paging only; `None` on the last page).
+#[derive(Debug)]
+pub struct ListPage<T> {
+    pub total: i64,
+    pub items: Vec<T>,
+    pub next: Option<crate::scim::cursor::Position>,
+}
+
 impl Store {
     /// One page of `table` rows matching a list query, and the total that match. The
     /// COUNT query is skipped when the page itself shows the total (a partial page).
     /// With `with_groups`, each row is repeated once per direct group of the resource
     /// (columns `gid`, `gname`; NULL when it has none), in one round trip.
+    ///
+    /// Cursor paging is keyset paging on (sort key, `seq`): the page is the first `count`
+    /// rows after the cursor's position, so rows created or deleted meanwhile never make
+    /// the walk repeat or skip a row that existed throughout.
     async fn list_rows(
         &self,
         table: &str,
@@ -306,48 +322,131 @@ impl Store {
         kind: crate::scim::resource::ResourceKind,
         q: &ListQuery,
         with_groups: bool,
-    ) -> Result<(i64, Vec<sqlx::any::AnyRow>)> {
+    ) -> Result<ListPage<sqlx::any::AnyRow>> {
         use sqlx::Row;
+        let d = json_sql::Dialect(self.backend);
         let (cond, params) = match &q.filter {
             Some(f) => {
-                let c = filter_sql::compile(kind, f, 1)?;
+                let c = filter_sql::compile(self.backend, kind, f, 1, q.lenient)?;
                 (c.sql, c.params)
             }
             None => ("TRUE".to_string(), Vec::new()),
         };
+        let key = q
+            .sort
+            .as_ref()
+            .map(|s| sort_sql::sort_key(d, kind, &s.path, q.lenient))
+            .transpose()?;
+        let sort = q.sort.as_ref();
         let mut rows = Vec::new();
+        let mut next = None;
         if q.count > 0 {
-            let n = params.len();
-            let page = format!(
-                "SELECT {cols}, r.seq AS rseq FROM {table} r WHERE {cond} ORDER BY r.seq LIMIT ${} OFFSET ${}",
-                n + 1,
-                n + 2
-            );
+            let after = |key: Option<&str>, seq: &str| match &q.cursor {
+                Some(Some(pos)) => sort_sql::after(key, seq, sort, pos, params.len() + 1),
+                _ => ("TRUE".to_string(), Vec::new()),
+            };
+            // (WITH prefix, the page query, its parameters before LIMIT and OFFSET)
+            let (with, page, page_params) = match &key {
+                // insertion order: straight off the primary key, stopping after the page
+                None => {
+                    let (after, p) = after(None, "r.seq");
+                    let n = params.len() + p.len();
+                    let page = format!(
+                        "SELECT {cols}, r.seq AS rseq, NULL AS rsk FROM {table} r \
+                         WHERE ({cond}) AND {after} ORDER BY r.seq LIMIT ${} OFFSET ${}",
+                        n + 1,
+                        n + 2
+                    );
+                    (String::new(), page, [params.clone(), p].concat())
+                }
+                // the sort key is computed once per row into a narrow (seq, key) table
+                // (PostgreSQL would otherwise parse the document again for every mention
+                // of it), the page is cut from that, and only its rows are read in full
+                Some(k) => {
+                    let sk = d.ordered("s.rsk");
+                    let (after, p) = after(Some(&sk), "s.rseq");
+                    let n = params.len() + p.len();
+                    let with = format!(
+                        "WITH s AS MATERIALIZED (SELECT r.seq AS rseq, {k} AS rsk \
+                         FROM {table} r WHERE {cond}) "
+                    );
+                    let inner = sort_sql::order_by(Some(&sk), "s.rseq", sort);
+                    let pk = d.ordered("pg.rsk");
+                    let outer = sort_sql::order_by(Some(&pk), "pg.rseq", sort);
+                    let page = format!(
+                        "SELECT {cols}, pg.rseq AS rseq, pg.rsk AS rsk FROM \
+                         (SELECT s.rseq, s.rsk FROM s WHERE {after} ORDER BY {inner} \
+                         LIMIT ${} OFFSET ${}) pg JOIN {table} r ON r.seq = pg.rseq \
+                         ORDER BY {outer}",
+                        n + 1,
+                        n + 2
+                    );
+                    (with, page, [params.clone(), p].concat())
+                }
+            };
+            let (limit, offset) = match q.cursor {
+                Some(_) => (q.count + 1, 0),
+                None => (q.count, q.start_index - 1),
+            };
             let page_sql = if with_groups {
+                let outer_key = key.as_ref().map(|_| d.ordered("p.rsk"));
+                let outer = sort_sql::order_by(outer_key.as_deref(), "p.rseq", sort);
                 format!(
-                    "SELECT p.*, g.id AS gid, g.display_name AS gname FROM ({page}) p \
+                    "{with}SELECT p.*, g.id AS gid, g.display_name AS gname FROM ({page}) p \
                      LEFT JOIN scim_members m ON m.member_id = p.id \
-                     LEFT JOIN scim_groups g ON g.id = m.group_id ORDER BY p.rseq, g.seq"
+                     LEFT JOIN scim_groups g ON g.id = m.group_id ORDER BY {outer}, g.seq"
                 )
             } else {
-                page
+                format!("{with}{page}")
             };
-            rows = filter_sql::bind(sqlx::query(&page_sql), &params)
-                .bind(q.count)
-                .bind(q.start_index - 1)
+            rows = filter_sql::bind(sqlx::query(&page_sql), &page_params)
+                .bind(limit)
+                .bind(offset)
                 .fetch_all(&self.read)
                 .await?;
+            // resources on the page (rows repeat per group with `with_groups`)
             let mut len = 0i64;
             let mut last: Option<String> = None;
-            for row in &rows {
+            let mut cut = rows.len();
+            for (i, row) in rows.iter().enumerate() {
                 let id: String = row.try_get("id")?;
                 if last.as_deref() != Some(id.as_str()) {
+                    if len == q.count {
+                        cut = i;
+                        break;
+                    }
                     len += 1;
                     last = Some(id);
                 }
             }
-            if (len > 0 || q.start_index == 1) && len < q.count {
-                return Ok((q.start_index - 1 + len, rows));
+            if cut < rows.len() {
+                rows.truncate(cut);
+                if let Some(row) = rows.last() {
+                    next = Some(crate::scim::cursor::Position {
+                        key: match key {
+                            Some(_) => row.try_get("rsk")?,
+                            None => None,
+                        },
+                        seq: row.try_get("rseq")?,
+                    });
+                }
+            }
+            // the page shows the total when it is the last one and nothing precedes it
+            // that we could not count: index paging from a known offset, or the first
+            // cursor page
+            let known_total = match &q.cursor {
+                None if len < q.count && (len > 0 || q.start_index == 1) => {
+                    Some(q.start_index - 1 + len)
+                }
+                Some(None) if next.is_none() => Some(len),
+                _ => None,
+            };
+            if let Some(total) = known_total {
+                return Ok(ListPage {
+                    total,
+                    items: rows,
+                    next,
+                });
             }
         }
         let count_sql = format!("SELECT COUNT(*) AS n FROM {table} r WHERE {cond}");
@@ -355,7 +454,11 @@ impl Store {
             .fetch_one(&self.read)
             .await?
             .try_get("n")?;
-        Ok((total, rows))
+        Ok(ListPage {
+            total,
+            items: rows,
+            next,
+        })
     }
 }
 

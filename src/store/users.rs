@@ -7,7 +7,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::audit::{record, Actor};
 use super::filter_sql::ListQuery;
-use super::{now, parse_doc, placeholders, Result, Store, StoreError, CHUNK};
+use super::{now, parse_doc, placeholders, ListPage, Result, Store, StoreError, CHUNK};
 use crate::scim::resource::{Normalized, ResourceKind};
 
 /// A stored user.
@@ -263,11 +263,15 @@ impl Store {
 
     /// A page of users matching the query, and the total number that match.
     #[tracing::instrument(skip_all)]
-    pub async fn list_users(&self, q: &ListQuery) -> Result<(i64, Vec<UserRow>)> {
-        let (total, rows) = self
+    pub async fn list_users(&self, q: &ListQuery) -> Result<ListPage<UserRow>> {
+        let page = self
             .list_rows("scim_users", COLS, ResourceKind::User, q, true)
             .await?;
-        Ok((total, fold_groups(&rows)?))
+        Ok(ListPage {
+            total: page.total,
+            items: fold_groups(&page.items)?,
+            next: page.next,
+        })
     }
 
     /// Fill in `groups` (direct memberships) for a page of users with one query per chunk.

@@ -37,7 +37,13 @@ async fn service_provider_config(app: TestApp) {
     );
     assert_eq!(b["filter"]["supported"], true);
     assert_eq!(b["filter"]["maxResults"], 50, "the test server's page cap");
-    assert_eq!(b["sort"]["supported"], false);
+    assert_eq!(b["sort"]["supported"], true);
+    // RFC 9865
+    assert_eq!(
+        b["pagination"],
+        json!({"cursor": true, "index": true, "defaultPaginationMethod": "index",
+               "defaultPageSize": 100, "maxPageSize": 50})
+    );
     assert_eq!(b["changePassword"]["supported"], false);
     assert_eq!(b["etag"]["supported"], true);
     let schemes = b["authenticationSchemes"].as_array().unwrap();

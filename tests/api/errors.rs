@@ -417,15 +417,15 @@ async fn invalid_filter(app: TestApp) {
     assert!(d.contains("eq"), "{d}");
     let d = get(r#"userName xx "a""#.into()).await;
     assert!(d.contains("xx"), "{d}");
-    let d = get(r#"title eq "x""#.into()).await;
-    assert!(d.contains("title"), "{d}");
-    let d = get(r#"userName eq "a" and title pr"#.into()).await;
-    assert!(d.contains("title"), "{d}");
+    let d = get(r#"titel eq "x""#.into()).await;
+    assert!(d.contains("titel"), "{d}");
+    let d = get(r#"userName eq "a" and titel pr"#.into()).await;
+    assert!(d.contains("titel"), "{d}");
     let d = get(
-        r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "x""#.into(),
+        r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:departement eq "x""#.into(),
     )
     .await;
-    assert!(d.contains("department"), "{d}");
+    assert!(d.contains("departement"), "{d}");
     let d = get(format!("{}userName pr{}", "(".repeat(100), ")".repeat(100))).await;
     assert!(d.contains("deep") || d.contains("nest"), "{d}");
     let d = get(format!("{}userName pr", "not (".repeat(100))).await;
@@ -454,7 +454,7 @@ async fn invalid_filter(app: TestApp) {
     let r = app
         .get(&format!(
             "/scim/v2/Groups?filter={}",
-            urlencode(r#"title eq "x""#)
+            urlencode(r#"userName eq "x""#)
         ))
         .await;
     r.assert_scim_error(400, Some("invalidFilter"));

@@ -12,4 +12,5 @@ mod errors;
 mod groups;
 mod idp_replay;
 mod roles;
+mod search;
 mod users;

@@ -397,7 +397,7 @@ async fn search_endpoints(app: TestApp) {
     .assert_scim_error(400, Some("invalidValue"));
     app.post(
         "/scim/v2/Users/.search",
-        &json!({"schemas": [search], "sortBy": "userName"}),
+        &json!({"schemas": [search], "sortBy": "userName", "sortOrder": "up"}),
     )
     .await
     .assert_scim_error(400, Some("invalidValue"));

@@ -49,7 +49,15 @@ async fn service_provider_config(state: State, req: HttpRequest) -> HttpResponse
         },
         "filter": {"supported": true, "maxResults": state.settings.max_page_size},
         "changePassword": {"supported": false},
-        "sort": {"supported": false},
+        "sort": {"supported": true},
+        // RFC 9865; cursor paging is not available on /.search across resource types
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": state.settings.default_page_size,
+            "maxPageSize": state.settings.max_page_size,
+        },
         "etag": {"supported": true},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",

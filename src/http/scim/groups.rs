@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_url, if_match, list_params, list_response, meta, method_not_allowed, not_modified,
+    base_url, if_match, list_params, meta, method_not_allowed, not_modified, page_response,
     projection, resource_response,
 };
 use crate::http::error::ScimError;
@@ -244,13 +244,20 @@ async fn list_with(
     req: &HttpRequest,
     q: &HashMap<String, String>,
 ) -> Result<HttpResponse, ScimError> {
-    let p = list_params(state, q)?;
+    let p = list_params(state, q, Some(ResourceKind::Group))?;
     let members = p.projection.returns(ResourceKind::Group, "members");
-    let (total, groups) = state.store.list_groups(&p.query, members).await?;
+    let page = state.store.list_groups(&p.query, members).await?;
     let base = base_url(state, req);
-    let resources = groups
+    let resources = page
+        .items
         .into_iter()
         .map(|g| Value::Object(p.projection.apply(ResourceKind::Group, render(g, &base))))
         .collect();
-    Ok(list_response(total, p.query.start_index, resources))
+    Ok(page_response(
+        ResourceKind::Group,
+        &p,
+        page.total,
+        page.next,
+        resources,
+    ))
 }

@@ -3,6 +3,7 @@
 mod bulk;
 mod discovery;
 mod groups;
+mod search;
 mod users;
 
 use std::collections::HashMap;
@@ -17,9 +18,13 @@ use serde_json::{json, Map, Value};
 
 use super::error::{ScimError, SCIM_CONTENT_TYPE};
 use super::State;
+use crate::scim::cursor::{fingerprint, Cursor, Position};
 use crate::scim::error::ScimType;
+use crate::scim::filter::Filter;
 use crate::scim::projection::Projection;
+use crate::scim::resource::ResourceKind;
 use crate::scim::schema::LIST_RESPONSE_SCHEMA;
+use crate::scim::sort::{parse_sort, SortSpec};
 use crate::store::ListQuery;
 
 pub fn scope() -> actix_web::Scope<
@@ -42,6 +47,7 @@ pub fn scope() -> actix_web::Scope<
         .configure(groups::routes)
         .configure(discovery::routes)
         .configure(bulk::routes)
+        .configure(search::routes)
         .default_service(web::to(|| async {
             ScimError::not_found("no such SCIM endpoint").error_response()
         }))
@@ -126,7 +132,13 @@ fn projection_from(q: &HashMap<String, String>) -> Result<Projection, ScimError>
     )?)
 }
 
-pub fn list_params(state: &State, q: &HashMap<String, String>) -> Result<ListParams, ScimError> {
+/// Parse a list request. `kind` is the resource type listed (`None`: `/.search` across
+/// types, where cursor paging is refused).
+pub fn list_params(
+    state: &State,
+    q: &HashMap<String, String>,
+    kind: Option<ResourceKind>,
+) -> Result<ListParams, ScimError> {
     let get = |name: &str| {
         q.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -145,9 +157,7 @@ pub fn list_params(state: &State, q: &HashMap<String, String>) -> Result<ListPar
             .transpose()
     };
     let start_index = int("startIndex")?.unwrap_or(1).max(1);
-    let count = int("count")?
-        .unwrap_or(state.settings.default_page_size)
-        .clamp(0, state.settings.max_page_size);
+    let count = int("count")?;
     let filter = match get("filter") {
         Some(f) if !f.trim().is_empty() => {
             Some(crate::scim::filter::parse_filter(f).map_err(|e| {
@@ -156,14 +166,86 @@ pub fn list_params(state: &State, q: &HashMap<String, String>) -> Result<ListPar
         }
         _ => None,
     };
+    let sort = parse_sort(get("sortBy"), get("sortOrder"))?;
+    let cursor = match (get("cursor"), kind) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ScimError::bad_request(
+                ScimType::InvalidValue,
+                "cursor paging is not available on /.search across resource types; use \
+                 startIndex, or /Users/.search and /Groups/.search",
+            ))
+        }
+        (Some(_), Some(_)) if get("startIndex").is_some() => return Err(ScimError::bad_request(
+            ScimType::InvalidValue,
+            "\"startIndex\" and \"cursor\" cannot be used together: choose index or cursor paging",
+        )),
+        (Some(_), Some(_)) if count.is_some_and(|c| c < 1) => {
+            return Err(ScimError::bad_request(
+                ScimType::InvalidCount,
+                format!(
+                    "with cursor paging \"count\" must be between 1 and {}",
+                    state.settings.max_page_size
+                ),
+            ))
+        }
+        (Some(token), Some(_)) if token.trim().is_empty() => Some(None),
+        (Some(token), Some(kind)) => {
+            let fp = fingerprint_of(kind, filter.as_ref(), sort.as_ref());
+            Some(Some(Cursor::decode(token)?.check(fp)?))
+        }
+    };
+    let count = count
+        .unwrap_or(state.settings.default_page_size)
+        .clamp(0, state.settings.max_page_size);
     Ok(ListParams {
         query: ListQuery {
             filter,
             start_index,
             count,
+            sort,
+            cursor,
+            lenient: kind.is_none(),
         },
         projection: projection_from(q)?,
     })
+}
+
+/// What a cursor is bound to: the resource type, the filter and the sort.
+fn fingerprint_of(kind: ResourceKind, filter: Option<&Filter>, sort: Option<&SortSpec>) -> u64 {
+    let filter = filter.map(|f| f.to_string()).unwrap_or_default();
+    let sort = sort.map(SortSpec::canonical).unwrap_or_default();
+    fingerprint(&[kind.as_str(), &filter, &sort])
+}
+
+/// The ListResponse of one page: `startIndex` with index paging; with cursor paging
+/// (RFC 9865) no `startIndex`, and `nextCursor` unless this is the last page.
+pub fn page_response(
+    kind: ResourceKind,
+    p: &ListParams,
+    total: i64,
+    next: Option<Position>,
+    resources: Vec<Value>,
+) -> HttpResponse {
+    if p.query.cursor.is_none() {
+        return list_response(total, p.query.start_index, resources);
+    }
+    let mut body = json!({
+        "schemas": [LIST_RESPONSE_SCHEMA],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    if let Some(pos) = next {
+        let c = Cursor {
+            pos,
+            fingerprint: fingerprint_of(kind, p.query.filter.as_ref(), p.query.sort.as_ref()),
+        };
+        body["nextCursor"] = json!(c.encode());
+    }
+    HttpResponse::Ok()
+        .content_type(SCIM_CONTENT_TYPE)
+        .body(body.to_string())
 }
 
 pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -227,11 +309,16 @@ pub fn search_params(body: Value) -> Result<HashMap<String, String>, ScimError> 
                 };
                 q.insert(name.to_string(), list);
             }
-            "sortby" | "sortorder" => {
-                return Err(bad(
-                    "sorting is not supported (ServiceProviderConfig: sort.supported = false)"
-                        .into(),
-                ));
+            key @ ("sortby" | "sortorder" | "cursor") => {
+                let text = v
+                    .as_str()
+                    .ok_or_else(|| bad(format!("\"{k}\" must be a string")))?;
+                let name = match key {
+                    "sortby" => "sortBy",
+                    "sortorder" => "sortOrder",
+                    _ => "cursor",
+                };
+                q.insert(name.to_string(), text.to_string());
             }
             _ => return Err(bad(format!("unknown search request attribute \"{k}\""))),
         }

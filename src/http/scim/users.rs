@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_url, if_match, list_params, list_response, meta, method_not_allowed, not_modified,
+    base_url, if_match, list_params, meta, method_not_allowed, not_modified, page_response,
     projection, resource_response,
 };
 use crate::http::error::ScimError;
@@ -226,12 +226,19 @@ async fn list_with(
     req: &HttpRequest,
     q: &HashMap<String, String>,
 ) -> Result<HttpResponse, ScimError> {
-    let p = list_params(state, q)?;
-    let (total, users) = state.store.list_users(&p.query).await?;
+    let p = list_params(state, q, Some(ResourceKind::User))?;
+    let page = state.store.list_users(&p.query).await?;
     let base = base_url(state, req);
-    let resources = users
+    let resources = page
+        .items
         .into_iter()
         .map(|u| Value::Object(p.projection.apply(ResourceKind::User, render(u, &base))))
         .collect();
-    Ok(list_response(total, p.query.start_index, resources))
+    Ok(page_response(
+        ResourceKind::User,
+        &p,
+        page.total,
+        page.next,
+        resources,
+    ))
 }
