@@ -12,7 +12,7 @@ const PATCH_ATTEMPTS: u64 = 20;
 
 pub async fn create_user(store: &Store, body: Value, actor: &Actor) -> Result<UserRow, StoreError> {
     let n = normalize(ResourceKind::User, body)?;
-    store.create_user(&n, actor).await
+    store.create_user(n, actor).await
 }
 
 pub async fn replace_user(

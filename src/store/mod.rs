@@ -7,6 +7,7 @@
 //! separate reader pool; PostgreSQL gets one pool for both.
 
 mod audit;
+mod batch;
 mod filter_sql;
 mod groups;
 mod json_sql;
@@ -139,6 +140,8 @@ pub struct Store {
     /// Bumped after every token commit made through this process: authentication catches
     /// up first when it moved, so a revoked token fails at the very next request.
     local_token_writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite only: the writer task that commits concurrent user creates together.
+    batcher: Option<batch::Batcher>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -193,13 +196,17 @@ impl Store {
                 let read = pool(opts.max_connections.clamp(1, 4))
                     .connect_with(connect)
                     .await?;
-                Ok(Self {
+                let mut store = Self {
                     write,
                     read,
                     backend,
                     local_writes: Default::default(),
                     local_token_writes: Default::default(),
-                })
+                    batcher: None,
+                };
+                // the task holds a handle without a batcher, so it ends with the last sender
+                store.batcher = Some(batch::spawn(store.clone()));
+                Ok(store)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -214,6 +221,7 @@ impl Store {
                     backend,
                     local_writes: Default::default(),
                     local_token_writes: Default::default(),
+                    batcher: None,
                 })
             }
         }

@@ -67,7 +67,7 @@ fn fold_groups(rows: &[AnyRow]) -> Result<Vec<UserRow>> {
     Ok(users)
 }
 
-fn doc_text(doc: &Map<String, Value>) -> Result<String> {
+pub(super) fn doc_text(doc: &Map<String, Value>) -> Result<String> {
     serde_json::to_string(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -87,9 +87,28 @@ async fn insert_emails(tx: &mut Transaction<'_, Any>, id: &str, emails: &[String
     Ok(())
 }
 
+/// The audit summary of a created user.
+pub(super) fn create_summary(n: &Normalized) -> Value {
+    serde_json::json!({"userName": n.user_name, "active": n.active, "externalId": n.external_id})
+}
+
 impl Store {
+    /// Create a user. On SQLite, creates that arrive while the writer is busy are committed
+    /// together (see `store::batch`); the answer is the same either way.
     #[tracing::instrument(skip_all)]
-    pub async fn create_user(&self, n: &Normalized, actor: &Actor) -> Result<UserRow> {
+    pub async fn create_user(&self, n: Normalized, actor: &Actor) -> Result<UserRow> {
+        let n = match &self.batcher {
+            Some(batcher) => match super::batch::submit(batcher, n, actor).await {
+                Ok(result) => return result,
+                Err(n) => n,
+            },
+            None => n,
+        };
+        self.create_user_alone(&n, actor).await
+    }
+
+    /// Create a user in a transaction of its own.
+    pub(super) async fn create_user_alone(&self, n: &Normalized, actor: &Actor) -> Result<UserRow> {
         let id = uuid::Uuid::new_v4().to_string();
         let ts = now();
         let doc = doc_text(&n.doc)?;
@@ -111,8 +130,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_emails(&mut tx, &id, &n.emails).await?;
-        let summary = serde_json::json!({"userName": n.user_name, "active": n.active, "externalId": n.external_id});
-        record(&mut tx, actor, "user.create", "user", &id, summary).await?;
+        record(
+            &mut tx,
+            actor,
+            "user.create",
+            "user",
+            &id,
+            create_summary(n),
+        )
+        .await?;
         tx.commit().await?;
         self.committed();
         Ok(UserRow {

@@ -12,7 +12,8 @@ both!(
     user_name_is_unique_case_insensitively,
     external_id_is_unique,
     filters_and_paging,
-    delete_removes_memberships
+    delete_removes_memberships,
+    concurrent_creates_each_get_their_own_answer
 );
 
 async fn user_life_cycle(app: TestApp) {
@@ -410,4 +411,82 @@ async fn search_endpoints(app: TestApp) {
     app.get("/scim/v2/Users/.search")
         .await
         .assert_scim_error(405, None);
+}
+
+/// Many creates at once (on SQLite they are committed together): every create gets the answer
+/// it would have had alone, duplicates included, and each created user has its audit entry.
+async fn concurrent_creates_each_get_their_own_answer(app: TestApp) {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..48 {
+        // every fourth request asks for the same userName (in varying case)
+        let name = if i % 4 == 0 {
+            "Dup@Example.com".to_string()
+        } else {
+            format!("user{i:02}@example.com")
+        };
+        let body = json!({
+            "schemas": [USER],
+            "userName": if i % 8 == 0 { name.to_lowercase() } else { name },
+            "emails": [{"value": format!("mail{i}@example.com"), "primary": true}],
+        });
+        let client = app.client.clone();
+        let url = format!("{}/scim/v2/Users", app.address);
+        let token = app.token.clone();
+        set.spawn(async move {
+            crate::helpers::send(
+                &client,
+                url,
+                reqwest::Method::POST,
+                Some(("application/scim+json", &body)),
+                Some(&token),
+                &[],
+            )
+            .await
+        });
+    }
+    let mut created = Vec::new();
+    let mut conflicts = 0;
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task");
+        match r.status.as_u16() {
+            201 => created.push(r.body["id"].as_str().expect("id").to_string()),
+            409 => {
+                r.assert_scim_error(409, Some("uniqueness"));
+                conflicts += 1;
+            }
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    // 36 distinct names and one of the 12 duplicates
+    assert_eq!(created.len(), 37, "created {created:?}");
+    assert_eq!(conflicts, 11);
+    let list = app.get("/scim/v2/Users?count=0").await;
+    assert_eq!(list.body["totalResults"], 37, "{}", list.text);
+    // each create is readable, with its e-mail searchable
+    let r = app
+        .get("/scim/v2/Users?filter=emails.value eq \"mail5@example.com\"")
+        .await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.text);
+    for id in &created {
+        let r = app.get(&format!("/scim/v2/Users/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // one audit entry per created user, none for the refused duplicates
+    let entries = app
+        .store
+        .list_audit(&rolecall::store::AuditQuery {
+            since: None,
+            until: None,
+            actor: None,
+            action: Some("user.create".into()),
+            target: None,
+            before: None,
+            limit: 1000,
+        })
+        .await
+        .expect("audit");
+    let mut targets: Vec<String> = entries.into_iter().map(|e| e.target_id).collect();
+    targets.sort();
+    created.sort();
+    assert_eq!(targets, created);
 }
