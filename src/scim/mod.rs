@@ -2,8 +2,8 @@
 //! grammar and the PATCH engine. No HTTP, no database, no async.
 
 pub mod attr_ref;
-pub mod cursor;
 pub mod bulk;
+pub mod cursor;
 pub mod error;
 pub mod filter;
 pub mod patch;
