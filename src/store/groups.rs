@@ -33,7 +33,7 @@ pub struct MemberRow {
     pub display: Option<String>,
 }
 
-const COLS: &str = "r.id, r.doc, r.version, r.created, r.last_modified";
+pub(super) const COLS: &str = "r.id, r.doc, r.version, r.created, r.last_modified";
 
 fn from_row(row: &AnyRow) -> Result<GroupRow> {
     Ok(GroupRow {

@@ -314,6 +314,150 @@ pub struct ListPage<T> {
     pub next: Option<crate::scim::cursor::Position>,
 }
 
+/// The SQL of one list request (see [`Store::list_rows`]).
+struct PageQuery {
+    /// The filter as a condition on `r`, and its parameters.
+    cond: String,
+    params: Vec<filter_sql::Param>,
+    /// The sort key expression, when sorting by an attribute.
+    key: Option<String>,
+    /// The page query, its parameters before LIMIT and OFFSET, and those two.
+    page_sql: String,
+    page_params: Vec<filter_sql::Param>,
+    limit: i64,
+    offset: i64,
+}
+
+impl Store {
+    /// Build the page query of a list request.
+    fn page_query(
+        &self,
+        table: &str,
+        cols: &str,
+        kind: crate::scim::resource::ResourceKind,
+        q: &ListQuery,
+        with_groups: bool,
+    ) -> Result<PageQuery> {
+        let d = json_sql::Dialect(self.backend);
+        let (cond, params) = match &q.filter {
+            Some(f) => {
+                let c = filter_sql::compile(self.backend, kind, f, 1, q.lenient)?;
+                (c.sql, c.params)
+            }
+            None => ("TRUE".to_string(), Vec::new()),
+        };
+        let key = q
+            .sort
+            .as_ref()
+            .map(|s| sort_sql::sort_key(d, kind, &s.path, q.lenient))
+            .transpose()?;
+        let sort = q.sort.as_ref();
+        let after = |key: Option<&str>, seq: &str| match &q.cursor {
+            Some(Some(pos)) => sort_sql::after(key, seq, sort, pos, params.len() + 1),
+            _ => ("TRUE".to_string(), Vec::new()),
+        };
+        // (WITH prefix, the page query, its parameters before LIMIT and OFFSET)
+        let (with, page, page_params) = match &key {
+            // insertion order: straight off the primary key, stopping after the page
+            None => {
+                let (after, p) = after(None, "r.seq");
+                let n = params.len() + p.len();
+                let page = format!(
+                    "SELECT {cols}, r.seq AS rseq, NULL AS rsk FROM {table} r \
+                     WHERE ({cond}) AND {after} ORDER BY r.seq LIMIT ${} OFFSET ${}",
+                    n + 1,
+                    n + 2
+                );
+                (String::new(), page, [params.clone(), p].concat())
+            }
+            // the sort key is computed once per row into a narrow (seq, key) table
+            // (PostgreSQL would otherwise parse the document again for every mention
+            // of it), the page is cut from that, and only its rows are read in full
+            Some(k) => {
+                let sk = d.ordered("s.rsk");
+                let (after, p) = after(Some(&sk), "s.rseq");
+                let n = params.len() + p.len();
+                let with = format!(
+                    "WITH s AS MATERIALIZED (SELECT r.seq AS rseq, {k} AS rsk \
+                     FROM {table} r WHERE {cond}) "
+                );
+                let inner = sort_sql::order_by(Some(&sk), "s.rseq", sort);
+                let pk = d.ordered("pg.rsk");
+                let outer = sort_sql::order_by(Some(&pk), "pg.rseq", sort);
+                let page = format!(
+                    "SELECT {cols}, pg.rseq AS rseq, pg.rsk AS rsk FROM \
+                     (SELECT s.rseq, s.rsk FROM s WHERE {after} ORDER BY {inner} \
+                     LIMIT ${} OFFSET ${}) pg JOIN {table} r ON r.seq = pg.rseq \
+                     ORDER BY {outer}",
+                    n + 1,
+                    n + 2
+                );
+                (with, page, [params.clone(), p].concat())
+            }
+        };
+        let (limit, offset) = match q.cursor {
+            Some(_) => (q.count + 1, 0),
+            None => (q.count, q.start_index - 1),
+        };
+        let page_sql = if with_groups {
+            let outer_key = key.as_ref().map(|_| d.ordered("p.rsk"));
+            let outer = sort_sql::order_by(outer_key.as_deref(), "p.rseq", sort);
+            format!(
+                "{with}SELECT p.*, g.id AS gid, g.display_name AS gname FROM ({page}) p \
+                 LEFT JOIN scim_members m ON m.member_id = p.id \
+                 LEFT JOIN scim_groups g ON g.id = m.group_id ORDER BY {outer}, g.seq"
+            )
+        } else {
+            format!("{with}{page}")
+        };
+        Ok(PageQuery {
+            cond,
+            params,
+            key,
+            page_sql,
+            page_params,
+            limit,
+            offset,
+        })
+    }
+
+    /// The database's plan for the page query of a list request, one line per step
+    /// (SQLite `EXPLAIN QUERY PLAN`, PostgreSQL `EXPLAIN`): for tests that check which
+    /// filters use an index.
+    pub async fn explain_list(
+        &self,
+        kind: crate::scim::resource::ResourceKind,
+        q: &ListQuery,
+    ) -> Result<Vec<String>> {
+        use crate::scim::resource::ResourceKind;
+        use sqlx::Row;
+        let (table, cols, with_groups) = match kind {
+            ResourceKind::User => ("scim_users", users::COLS, true),
+            ResourceKind::Group => ("scim_groups", groups::COLS, false),
+        };
+        let pq = self.page_query(table, cols, kind, q, with_groups)?;
+        let explain = match self.backend {
+            Backend::Sqlite => "EXPLAIN QUERY PLAN",
+            Backend::Postgres => "EXPLAIN",
+        };
+        let rows = filter_sql::bind(
+            sqlx::query(&format!("{explain} {}", pq.page_sql)),
+            &pq.page_params,
+        )
+        .bind(pq.limit)
+        .bind(pq.offset)
+        .fetch_all(&self.read)
+        .await?;
+        let column = match self.backend {
+            Backend::Sqlite => "detail",
+            Backend::Postgres => "QUERY PLAN",
+        };
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(column).map_err(StoreError::from))
+            .collect()
+    }
+}
+
 impl Store {
     /// One page of `table` rows matching a list query, and the total that match. The
     /// COUNT query is skipped when the page itself shows the total (a partial page).
@@ -332,81 +476,18 @@ impl Store {
         with_groups: bool,
     ) -> Result<ListPage<sqlx::any::AnyRow>> {
         use sqlx::Row;
-        let d = json_sql::Dialect(self.backend);
-        let (cond, params) = match &q.filter {
-            Some(f) => {
-                let c = filter_sql::compile(self.backend, kind, f, 1, q.lenient)?;
-                (c.sql, c.params)
-            }
-            None => ("TRUE".to_string(), Vec::new()),
-        };
-        let key = q
-            .sort
-            .as_ref()
-            .map(|s| sort_sql::sort_key(d, kind, &s.path, q.lenient))
-            .transpose()?;
-        let sort = q.sort.as_ref();
+        let PageQuery {
+            cond,
+            params,
+            key,
+            page_sql,
+            page_params,
+            limit,
+            offset,
+        } = self.page_query(table, cols, kind, q, with_groups)?;
         let mut rows = Vec::new();
         let mut next = None;
         if q.count > 0 {
-            let after = |key: Option<&str>, seq: &str| match &q.cursor {
-                Some(Some(pos)) => sort_sql::after(key, seq, sort, pos, params.len() + 1),
-                _ => ("TRUE".to_string(), Vec::new()),
-            };
-            // (WITH prefix, the page query, its parameters before LIMIT and OFFSET)
-            let (with, page, page_params) = match &key {
-                // insertion order: straight off the primary key, stopping after the page
-                None => {
-                    let (after, p) = after(None, "r.seq");
-                    let n = params.len() + p.len();
-                    let page = format!(
-                        "SELECT {cols}, r.seq AS rseq, NULL AS rsk FROM {table} r \
-                         WHERE ({cond}) AND {after} ORDER BY r.seq LIMIT ${} OFFSET ${}",
-                        n + 1,
-                        n + 2
-                    );
-                    (String::new(), page, [params.clone(), p].concat())
-                }
-                // the sort key is computed once per row into a narrow (seq, key) table
-                // (PostgreSQL would otherwise parse the document again for every mention
-                // of it), the page is cut from that, and only its rows are read in full
-                Some(k) => {
-                    let sk = d.ordered("s.rsk");
-                    let (after, p) = after(Some(&sk), "s.rseq");
-                    let n = params.len() + p.len();
-                    let with = format!(
-                        "WITH s AS MATERIALIZED (SELECT r.seq AS rseq, {k} AS rsk \
-                         FROM {table} r WHERE {cond}) "
-                    );
-                    let inner = sort_sql::order_by(Some(&sk), "s.rseq", sort);
-                    let pk = d.ordered("pg.rsk");
-                    let outer = sort_sql::order_by(Some(&pk), "pg.rseq", sort);
-                    let page = format!(
-                        "SELECT {cols}, pg.rseq AS rseq, pg.rsk AS rsk FROM \
-                         (SELECT s.rseq, s.rsk FROM s WHERE {after} ORDER BY {inner} \
-                         LIMIT ${} OFFSET ${}) pg JOIN {table} r ON r.seq = pg.rseq \
-                         ORDER BY {outer}",
-                        n + 1,
-                        n + 2
-                    );
-                    (with, page, [params.clone(), p].concat())
-                }
-            };
-            let (limit, offset) = match q.cursor {
-                Some(_) => (q.count + 1, 0),
-                None => (q.count, q.start_index - 1),
-            };
-            let page_sql = if with_groups {
-                let outer_key = key.as_ref().map(|_| d.ordered("p.rsk"));
-                let outer = sort_sql::order_by(outer_key.as_deref(), "p.rseq", sort);
-                format!(
-                    "{with}SELECT p.*, g.id AS gid, g.display_name AS gname FROM ({page}) p \
-                     LEFT JOIN scim_members m ON m.member_id = p.id \
-                     LEFT JOIN scim_groups g ON g.id = m.group_id ORDER BY {outer}, g.seq"
-                )
-            } else {
-                format!("{with}{page}")
-            };
             rows = filter_sql::bind(sqlx::query(&page_sql), &page_params)
                 .bind(limit)
                 .bind(offset)

@@ -29,7 +29,7 @@ pub struct GroupRef {
     pub display: String,
 }
 
-const COLS: &str = "r.id, r.doc, r.version, r.created, r.last_modified";
+pub(super) const COLS: &str = "r.id, r.doc, r.version, r.created, r.last_modified";
 
 fn from_row(row: &AnyRow) -> Result<UserRow> {
     // `active` is also a column (for filters), but the Any driver cannot decode SQLite

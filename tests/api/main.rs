@@ -9,6 +9,7 @@ mod auth;
 mod bulk;
 mod discovery;
 mod errors;
+mod explain;
 mod groups;
 mod idp_replay;
 mod roles;

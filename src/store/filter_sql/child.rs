@@ -1,17 +1,31 @@
 //! Multi-valued attributes kept in child tables (`scim_emails`, `scim_members`): their
-//! filters are `EXISTS` subqueries over indexed columns.
+//! filters are `r.id IN (SELECT <link column> FROM <child> WHERE ...)` over indexed columns.
+//! (Not `EXISTS (... WHERE link = r.id ...)`: SQLite runs a correlated `EXISTS` once per row
+//! of the resource table, a full scan; the `IN` form searches the child's index first. The
+//! two are equivalent here because both id columns are NOT NULL.)
 
 use super::{bad, core_schema_or_none, null_cond, null_op, string_expected, Compiler, Param};
 use crate::scim::error::ProtocolError;
 use crate::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use crate::scim::resource::ResourceKind;
 
-/// A multi-valued attribute kept in a child table: `EXISTS (SELECT 1 FROM table WHERE link ...)`.
+/// A multi-valued attribute kept in a child table: `r.id IN (SELECT link FROM table WHERE ...)`.
 #[derive(Debug)]
 pub(super) struct Child {
     pub(super) table: &'static str,
+    /// The child column holding the resource's id.
     pub(super) link: &'static str,
     pub(super) subs: &'static [Sub],
+}
+
+impl Child {
+    /// "Some element satisfies `cond`", as a condition on the resource row `r`.
+    pub(super) fn any(&self, cond: &str) -> String {
+        format!(
+            "r.id IN (SELECT {} FROM {} WHERE {cond})",
+            self.link, self.table
+        )
+    }
 }
 
 /// A searchable sub-attribute of a child table; `ci` = stored lower-cased.
@@ -24,7 +38,7 @@ pub(super) struct Sub {
 
 const USER_EMAILS: Child = Child {
     table: "scim_emails e",
-    link: "e.user_id = r.id",
+    link: "e.user_id",
     subs: &[Sub {
         name: "value",
         col: "e.value_lower",
@@ -33,7 +47,7 @@ const USER_EMAILS: Child = Child {
 };
 const USER_GROUPS: Child = Child {
     table: "scim_members gm JOIN scim_groups gg ON gg.id = gm.group_id",
-    link: "gm.member_id = r.id",
+    link: "gm.member_id",
     subs: &[
         Sub {
             name: "value",
@@ -49,7 +63,7 @@ const USER_GROUPS: Child = Child {
 };
 const GROUP_MEMBERS: Child = Child {
     table: "scim_members m",
-    link: "m.group_id = r.id",
+    link: "m.group_id",
     subs: &[Sub {
         name: "value",
         col: "m.member_id",
@@ -96,12 +110,7 @@ impl Compiler {
         op: CompareOp,
         value: &CompValue,
     ) -> Result<String, ProtocolError> {
-        let exists = |cond: &str| {
-            format!(
-                "EXISTS (SELECT 1 FROM {} WHERE {} AND {cond})",
-                c.table, c.link
-            )
-        };
+        let exists = |cond: &str| c.any(cond);
         match value {
             // a multi-valued attribute is null when it has no elements
             CompValue::Null => match op {

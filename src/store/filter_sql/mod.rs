@@ -226,10 +226,7 @@ impl Compiler {
                     format!("({expr} IS NOT NULL AND {expr} <> '')")
                 }
                 Target::Col(Col::Bool(expr)) => format!("({expr} IS NOT NULL)"),
-                Target::Child(c, sub) => format!(
-                    "EXISTS (SELECT 1 FROM {} WHERE {} AND {} <> '')",
-                    c.table, c.link, sub.col
-                ),
+                Target::Child(c, sub) => c.any(&format!("{} <> ''", sub.col)),
                 Target::Json(a) => self.json_present(&a),
                 Target::Absent => "FALSE".to_string(),
             },
@@ -321,10 +318,7 @@ impl Compiler {
         if let Some(c) = child(self.kind, path) {
             if child_only(c, inner) {
                 let cond = self.child_inner(c, inner)?;
-                return Ok(format!(
-                    "EXISTS (SELECT 1 FROM {} WHERE {} AND {cond})",
-                    c.table, c.link
-                ));
+                return Ok(c.any(&cond));
             }
         }
         let a = match self.json_target(path)? {
