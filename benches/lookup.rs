@@ -141,9 +141,7 @@ fn run() -> Result<bool> {
     let Some(opts) = parse_args()? else {
         return Ok(true);
     };
-    if !opts.server.exists() {
-        bail!("server binary {} does not exist", opts.server.display());
-    }
+    loadgen::server::check_binary(&opts.server)?;
     println!(
         "lookup bench: server {}, sizes {:?} users, {} connections, {} requests per endpoint \
          per size in {} interleaved rounds, load generator {} thread(s), {} cores online",

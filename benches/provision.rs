@@ -106,9 +106,7 @@ fn run() -> Result<bool> {
     let Some(opts) = parse_args()? else {
         return Ok(true);
     };
-    if !opts.server.exists() {
-        bail!("server binary {} does not exist", opts.server.display());
-    }
+    loadgen::server::check_binary(&opts.server)?;
     println!(
         "provision bench: server {}, {} users, {} connections, {} latency requests x2 in {} rounds, \
          load generator {} thread(s), {} cores online",
@@ -122,19 +120,8 @@ fn run() -> Result<bool> {
     );
     loadgen::machine::prepare(opts.pin);
 
-    let mut results = Vec::new();
-    let mut ok = true;
-    for &backend in &opts.backends {
-        println!("\n=== {} ===", backend.name());
-        match bench_backend(&opts, backend) {
-            Ok(Some(r)) => results.push(r),
-            Ok(None) => {}
-            Err(e) => {
-                ok = false;
-                eprintln!("\n!!! {} FAILED: {e:#}\n", backend.name());
-            }
-        }
-    }
+    let (results, ok) =
+        loadgen::server::each_backend(&opts.backends, |backend| bench_backend(&opts, backend));
     print_table(&opts, &results);
     print_machine_load("after");
     Ok(ok)

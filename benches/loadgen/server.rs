@@ -41,6 +41,37 @@ impl Backend {
     }
 }
 
+/// Run `f` for each back-end under a `=== name ===` heading; the results of
+/// those that ran, and whether none failed (failures are printed; a back-end
+/// that is unavailable answers `Ok(None)` and is skipped).
+pub fn each_backend<T>(
+    backends: &[Backend],
+    mut f: impl FnMut(Backend) -> Result<Option<T>>,
+) -> (Vec<T>, bool) {
+    let mut results = Vec::new();
+    let mut ok = true;
+    for &backend in backends {
+        println!("\n=== {} ===", backend.name());
+        match f(backend) {
+            Ok(Some(r)) => results.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                ok = false;
+                eprintln!("\n!!! {} FAILED: {e:#}\n", backend.name());
+            }
+        }
+    }
+    (results, ok)
+}
+
+/// The server binary to benchmark must exist.
+pub fn check_binary(bin: &Path) -> Result<()> {
+    if !bin.exists() {
+        bail!("server binary {} does not exist", bin.display());
+    }
+    Ok(())
+}
+
 /// A fresh database for one run, and a temp dir for its logs: a new SQLite
 /// file, or a new PostgreSQL database (dropped, with the dir, on drop).
 pub struct BenchDb {
