@@ -38,6 +38,8 @@ usage: cargo bench --bench groups -- [options]
   --rounds N             times each measurement is repeated (default 3)
   --max-body-bytes N     the server's request body limit (default 16777216)
   --pin                  server on core 0 (taskset -c 0), this process on core 1
+  --perf DIR             record each request of the first round with `perf record -F 999
+                         --call-graph dwarf -p <server pid>` into DIR/<backend>-<request>.data
   --release-server PATH  rolecall binary to benchmark (default: this build's)
 A quick check that it runs: --members 10000 --delta 1000 --batch-size 100 --rounds 1
 env ROLECALL_TEST_PG_URL   PostgreSQL admin URL (default postgres://postgres@127.0.0.1:5432/postgres)";
@@ -59,6 +61,7 @@ struct Options {
     rounds: usize,
     max_body_bytes: usize,
     pin: bool,
+    perf: Option<PathBuf>,
     server: PathBuf,
 }
 
@@ -72,6 +75,7 @@ fn parse_args() -> Result<Option<Options>> {
         rounds: 3,
         max_body_bytes: 16 * 1024 * 1024,
         pin: false,
+        perf: None,
         server: PathBuf::from(env!("CARGO_BIN_EXE_rolecall")),
     };
     let run = loadgen::args::parse("groups", USAGE, |flag, f| {
@@ -83,6 +87,7 @@ fn parse_args() -> Result<Option<Options>> {
             "--rounds" => opts.rounds = f.number()?,
             "--max-body-bytes" => opts.max_body_bytes = f.number()?,
             "--pin" => opts.pin = true,
+            "--perf" => opts.perf = Some(PathBuf::from(f.value()?)),
             "--release-server" => opts.server = PathBuf::from(f.value()?),
             "--backend" => opts.backends = Backend::parse_list(&f.value()?)?,
             _ => return Ok(false),
@@ -212,6 +217,10 @@ struct Client<'a> {
     server: &'a Server,
     host: String,
     auth: String,
+    /// `--perf DIR`: each request of the first round under `perf record`.
+    perf: Option<PathBuf>,
+    /// The name of the next request's profile (`None`: not profiled).
+    profile: std::cell::RefCell<Option<String>>,
 }
 
 impl Client<'_> {
@@ -250,12 +259,16 @@ impl Client<'_> {
             ],
             body.as_bytes(),
         );
+        let perf = self.start_perf()?;
         let cpu0 = self.settle();
         let started = Instant::now();
         let (status, answer) = loadgen::fetch(self.server.addr, &request, Duration::from_secs(300))
             .with_context(|| format!("{method} {path}"))?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let cpu1 = self.cpu_ms();
+        if let Some(perf) = perf {
+            stop_perf(perf)?;
+        }
         let cpu2 = self.settle();
         if status != expect.status {
             bail!(
@@ -282,6 +295,50 @@ impl Client<'_> {
             response_bytes: answer.len(),
         })
     }
+}
+
+impl Client<'_> {
+    /// Profile the next request (with `--perf`) as `<backend>-<name>`.
+    fn profile(&self, backend: Backend, name: &str) {
+        let name = format!("{}-{name}", backend.name()).replace([' ', '='], "-");
+        *self.profile.borrow_mut() = Some(name);
+    }
+
+    /// With `--perf` and a profile name set: `perf record` the server until
+    /// [`stop_perf`] (started before the request, as it takes a moment to attach).
+    fn start_perf(&self) -> Result<Option<std::process::Child>> {
+        let (Some(dir), Some(name), Some(pid)) = (
+            &self.perf,
+            self.profile.borrow_mut().take(),
+            self.server.pid(),
+        ) else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let out = dir.join(format!("{name}.data"));
+        let child = std::process::Command::new("perf")
+            .args(["record", "-F", "999", "--call-graph", "dwarf,16384", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf record")?;
+        std::thread::sleep(Duration::from_millis(500));
+        println!("  (profiling into {})", out.display());
+        Ok(Some(child))
+    }
+}
+
+/// Stop `perf record` (SIGINT, so it writes its file) and wait for it.
+fn stop_perf(child: std::process::Child) -> Result<()> {
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .context("stopping perf")?;
+    child.wait_with_output().context("waiting for perf")?;
+    Ok(())
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
@@ -393,6 +450,8 @@ fn measure(opts: &Options, backend: Backend, server: &mut Server, token: &str) -
         server,
         host: server.addr.to_string(),
         auth: format!("Bearer {token}"),
+        perf: opts.perf.clone(),
+        profile: Default::default(),
     };
     let (n, d) = (opts.members, opts.delta);
 
@@ -433,6 +492,9 @@ fn measure(opts: &Options, backend: Backend, server: &mut Server, token: &str) -
                 ),
             ];
             for (o, (method, path, body, members)) in steps.into_iter().enumerate() {
+                if round == 0 {
+                    c.profile(backend, &format!("{}-{}", OPS[o], v.label()));
+                }
                 let t = c.timed(
                     method,
                     &format!("{path}{}", v.query()),
@@ -465,6 +527,9 @@ fn measure(opts: &Options, backend: Backend, server: &mut Server, token: &str) -
             );
             for b in 0..opts.batches {
                 let users = b * opts.batch_size..(b + 1) * opts.batch_size;
+                if round == 0 && (b == 0 || b + 1 == opts.batches) {
+                    c.profile(backend, &format!("batch{}-{}", b + 1, v.label()));
+                }
                 let t = c.timed(
                     "PATCH",
                     &path,
