@@ -142,8 +142,13 @@ async fn remove_members(
     ids: &[String],
 ) -> Result<()> {
     for chunk in ids.chunks(MEMBER_CHUNK) {
+        // `group_id || ''` keeps the primary key out of this plan: found through the
+        // member_id index, each listed member costs one lookup. PostgreSQL otherwise scans
+        // the whole group through the primary key whenever its statistics underestimate
+        // the group (a group grown since the last ANALYZE): 100 statements over a
+        // 110,000-member group took 2.2 s instead of 0.06 s.
         let sql = format!(
-            "DELETE FROM scim_members WHERE group_id = $1 AND member_id IN ({})",
+            "DELETE FROM scim_members WHERE group_id || '' = $1 AND member_id IN ({})",
             placeholders(2, chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(group_id.to_string());
