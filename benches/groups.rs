@@ -19,7 +19,10 @@ mod loadgen;
 
 use loadgen::machine::print_machine_load;
 use loadgen::seed::{group_id, group_name, seed, user_id, Directory};
-use loadgen::server::{cli, create_token, with_server, Backend, BenchDb, Server, ServerConfig};
+use loadgen::server::{
+    cli, create_token, machine_busy, process_cpu, with_server, Backend, BenchDb, Server,
+    ServerConfig,
+};
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -35,7 +38,9 @@ usage: cargo bench --bench groups -- [options]
   --delta N              members one PATCH adds or removes, and one PUT's list (default 10000)
   --batches N            PATCHes of --batch-size added members into one group (default 10)
   --batch-size N         members each of those adds (default 1000)
-  --rounds N             times each measurement is repeated (default 3)
+  --rounds N             times each single PATCH and PUT is repeated (default 3)
+  --batch-rounds N       times the series of --batches PATCHes is repeated, each into a new
+                         group (default 7; they are cheap, and their ratio is the median's)
   --max-body-bytes N     the server's request body limit (default 16777216)
   --pin                  server on core 0 (taskset -c 0), this process on core 1
   --analyze              PostgreSQL: ANALYZE scim_members after creating the large group (the
@@ -43,7 +48,7 @@ usage: cargo bench --bench groups -- [options]
   --perf DIR             record each request of the first round with `perf record -F 999
                          --call-graph dwarf -p <server pid>` into DIR/<backend>-<request>.data
   --release-server PATH  rolecall binary to benchmark (default: this build's)
-A quick check that it runs: --members 10000 --delta 1000 --batch-size 100 --rounds 1
+A quick check that it runs: --members 10000 --delta 1000 --batch-size 100 --rounds 1 --batch-rounds 1
 env ROLECALL_TEST_PG_URL   PostgreSQL admin URL (default postgres://postgres@127.0.0.1:5432/postgres)";
 
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -61,6 +66,7 @@ struct Options {
     batches: usize,
     batch_size: usize,
     rounds: usize,
+    batch_rounds: usize,
     max_body_bytes: usize,
     pin: bool,
     perf: Option<PathBuf>,
@@ -76,6 +82,7 @@ fn parse_args() -> Result<Option<Options>> {
         batches: 10,
         batch_size: 1_000,
         rounds: 3,
+        batch_rounds: 7,
         max_body_bytes: 16 * 1024 * 1024,
         pin: false,
         perf: None,
@@ -89,6 +96,7 @@ fn parse_args() -> Result<Option<Options>> {
             "--batches" => opts.batches = f.number()?,
             "--batch-size" => opts.batch_size = f.number()?,
             "--rounds" => opts.rounds = f.number()?,
+            "--batch-rounds" => opts.batch_rounds = f.number()?,
             "--max-body-bytes" => opts.max_body_bytes = f.number()?,
             "--pin" => opts.pin = true,
             "--perf" => opts.perf = Some(PathBuf::from(f.value()?)),
@@ -208,6 +216,8 @@ struct Timed {
     /// Server CPU after the response until it was idle again: the change
     /// feed bringing the in-memory view up to date.
     after_ms: f64,
+    /// CPU that other processes (PostgreSQL included) used during the request.
+    others_ms: f64,
     response_bytes: usize,
 }
 
@@ -266,11 +276,13 @@ impl Client<'_> {
         );
         let perf = self.start_perf()?;
         let cpu0 = self.settle();
+        let busy0 = (machine_busy(), process_cpu("self"));
         let started = Instant::now();
         let (status, answer) = loadgen::fetch(self.server.addr, &request, Duration::from_secs(300))
             .with_context(|| format!("{method} {path}"))?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let cpu1 = self.cpu_ms();
+        let busy1 = (machine_busy(), process_cpu("self"));
         if let Some(perf) = perf {
             stop_perf(perf)?;
         }
@@ -297,6 +309,13 @@ impl Client<'_> {
             ms,
             cpu_ms: cpu1 - cpu0,
             after_ms: cpu2 - cpu1,
+            others_ms: match (busy0, busy1) {
+                ((Some(m0), Some(c0)), (Some(m1), Some(c1))) => {
+                    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                    ms(m1.saturating_sub(m0)) - ms(c1.saturating_sub(c0)) - (cpu1 - cpu0)
+                }
+                _ => f64::NAN,
+            },
             response_bytes: answer.len(),
         })
     }
@@ -421,14 +440,14 @@ fn bench_backend(opts: &Options, backend: Backend) -> Result<Option<Results>> {
         url,
         &Directory {
             users: opts.members + opts.delta,
-            groups: 1 + 2 * opts.rounds,
+            groups: 1 + 2 * opts.batch_rounds,
             memberships: &put_members,
         },
     )?;
     println!(
         "seeded {} users, {} groups, {} memberships in {:.1} s",
         opts.members + opts.delta,
-        1 + 2 * opts.rounds,
+        1 + 2 * opts.batch_rounds,
         put_members.len(),
         started.elapsed().as_secs_f64()
     );
@@ -533,6 +552,9 @@ fn measure(
                 ops[o][v as usize].runs.push(t);
             }
         }
+    }
+    for round in 0..opts.batch_rounds {
+        println!("batch series {}/{}:", round + 1, opts.batch_rounds);
         for v in VARIANTS {
             let path = format!(
                 "/scim/v2/Groups/{}{}",
@@ -627,10 +649,11 @@ fn ratio_last_first(times: &[Timed]) -> f64 {
 fn show(what: &str, t: &Timed, request_bytes: usize) {
     println!(
         "{what:<52} {:>9.1} ms  (server CPU {:.0} ms, then {:.0} ms after the response; \
-         request {} KiB, response {} KiB)",
+         others {:.0} ms; request {} KiB, response {} KiB)",
         t.ms,
         t.cpu_ms,
         t.after_ms,
+        t.others_ms,
         request_bytes / 1024,
         t.response_bytes / 1024
     );
@@ -648,16 +671,25 @@ fn print_summary(opts: &Options, results: &[Results]) {
     println!(
         "one request at a time on an idle server; times in ms from the request's first byte \
          to the response's last (median of {} round(s), [min-max]); server CPU in the request, \
-         and after it until idle (the change feed updating the in-memory view)",
+         and after it until idle (the change feed updating the in-memory view); CPU of all \
+         other processes during the request (PostgreSQL's work, or a disturbance)",
         opts.rounds
     );
     println!(
-        "{:<9} {:<36} {:<28} {:>9} {:>19} {:>8} {:>8} {:>10}",
-        "backend", "request", "response", "ms", "[min-max]", "CPU ms", "after", "resp KiB"
+        "{:<9} {:<36} {:<28} {:>9} {:>19} {:>8} {:>8} {:>8} {:>10}",
+        "backend",
+        "request",
+        "response",
+        "ms",
+        "[min-max]",
+        "CPU ms",
+        "after",
+        "others",
+        "resp KiB"
     );
     for r in results {
         println!(
-            "{:<9} {:<36} {:<28} {:>9.1} {:>19} {:>8.0} {:>8.0} {:>10}",
+            "{:<9} {:<36} {:<28} {:>9.1} {:>19} {:>8.0} {:>8.0} {:>8.0} {:>10}",
             r.backend.name(),
             format!("POST group of {n}"),
             Variant::NoMembers.label(),
@@ -665,6 +697,7 @@ fn print_summary(opts: &Options, results: &[Results]) {
             "",
             r.create.cpu_ms,
             r.create.after_ms,
+            r.create.others_ms,
             r.create.response_bytes / 1024
         );
         for o in 0..OPS.len() {
@@ -672,7 +705,7 @@ fn print_summary(opts: &Options, results: &[Results]) {
                 let s = &r.ops[o][v as usize];
                 let what = op_name(o, opts);
                 println!(
-                    "{:<9} {:<36} {:<28} {:>9.1} {:>19} {:>8.0} {:>8.0} {:>10.0}",
+                    "{:<9} {:<36} {:<28} {:>9.1} {:>19} {:>8.0} {:>8.0} {:>8.0} {:>10.0}",
                     r.backend.name(),
                     what,
                     v.label(),
@@ -680,6 +713,7 @@ fn print_summary(opts: &Options, results: &[Results]) {
                     format!("[{:.1}-{:.1}]", s.min(), s.max()),
                     s.median(|t| t.cpu_ms),
                     s.median(|t| t.after_ms),
+                    s.median(|t| t.others_ms),
                     s.median(|t| t.response_bytes as f64) / 1024.0
                 );
             }
