@@ -394,6 +394,8 @@ impl Store {
 
 /// One member as text for `string_agg`: each field as `<bytes>:<text>`, and `-` for a
 /// member without a display name (the length prefixes make any text safe to concatenate).
+/// Byte counts are the database's: this assumes UTF-8 storage (SQLite's default, and
+/// PostgreSQL's usual database encoding); another server encoding fails to decode (500).
 const MEMBER_FIELDS: &str = "octet_length(x.member_id) || ':' || x.member_id \
      || octet_length(x.member_type) || ':' || x.member_type \
      || COALESCE(octet_length(x.display) || ':' || x.display, '-')";
