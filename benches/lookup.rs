@@ -16,18 +16,20 @@
 
 mod loadgen;
 
-use loadgen::machine::{pin_self_to_core, print_machine_load, redact, with_database, PgDatabase};
+use loadgen::machine::print_machine_load;
+use loadgen::seed::{group_name, seed, user_name, Directory};
+use loadgen::server::{
+    cli, create_token, timed, with_server, Backend, BenchDb, CpuUse, Memory, Server, ServerConfig,
+};
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write as _};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use loadgen::{ms, Checked, LoadGen, Report};
+use loadgen::{contains, ms, snippet, splitmix64, Checked, LoadGen, Report};
 
 const USAGE: &str = "\
 usage: cargo bench --bench lookup -- [options]
@@ -46,8 +48,6 @@ usage: cargo bench --bench lookup -- [options]
   --perf-secs N          seconds per endpoint with --perf (default 5)
   --release-server PATH  rolecall binary to benchmark (default: this build's)
 env ROLECALL_TEST_PG_URL   PostgreSQL admin URL (default postgres://postgres@127.0.0.1:5432/postgres)";
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Groups per user, and members per group.
 const LAYERS: usize = 10;
@@ -69,21 +69,6 @@ const MODEL: &str = "claude-haiku-4-20250514";
 const TARGET_RPS_RATIO: f64 = 0.8;
 const TARGET_P99_RATIO: f64 = 1.5;
 const TARGET_RSS_MB: f64 = 300.0;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Options {
@@ -114,50 +99,23 @@ fn parse_args() -> Result<Option<Options>> {
         perf_secs: 5,
         server: PathBuf::from(env!("CARGO_BIN_EXE_rolecall")),
     };
-    let mut bench_mode = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => args
-                    .next()
-                    .with_context(|| format!("{name} needs a value\n{USAGE}")),
-            }
-        };
-        let number = |name: &str, v: &str| -> Result<usize> {
-            let n: usize = v
-                .trim()
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("{name}: {v:?} is not a number"))?;
-            if n == 0 {
-                bail!("{name} must be at least 1");
-            }
-            Ok(n)
-        };
-        match flag.as_str() {
-            "--bench" => bench_mode = true,
-            "--connections" => {
-                opts.connections = number("--connections", &value("--connections")?)?
-            }
-            "--requests" => opts.requests = number("--requests", &value("--requests")?)?,
-            "--rounds" => opts.rounds = number("--rounds", &value("--rounds")?)?,
-            "--warmup" => opts.warmup = number("--warmup", &value("--warmup")?)?,
-            "--threads" => opts.threads = number("--threads", &value("--threads")?)?,
+    let run = loadgen::args::parse("lookup", USAGE, |flag, f| {
+        match flag {
+            "--connections" => opts.connections = f.number()?,
+            "--requests" => opts.requests = f.number()?,
+            "--rounds" => opts.rounds = f.number()?,
+            "--warmup" => opts.warmup = f.number()?,
+            "--threads" => opts.threads = f.number()?,
             "--pin" => opts.pin = true,
-            "--perf" => opts.perf = Some(PathBuf::from(value("--perf")?)),
-            "--perf-secs" => opts.perf_secs = number("--perf-secs", &value("--perf-secs")?)?,
-            "--release-server" => opts.server = PathBuf::from(value("--release-server")?),
+            "--perf" => opts.perf = Some(PathBuf::from(f.value()?)),
+            "--perf-secs" => opts.perf_secs = f.number()?,
+            "--release-server" => opts.server = PathBuf::from(f.value()?),
+            "--backend" => opts.backends = Backend::parse_list(&f.value()?)?,
             "--sizes" => {
-                let v = value("--sizes")?;
+                let v = f.value()?;
                 let mut sizes = Vec::new();
                 for part in v.split(',').filter(|p| !p.trim().is_empty()) {
-                    let n = number("--sizes", part)?;
+                    let n = loadgen::args::parse_number("--sizes", part)?;
                     if n % GROUP_SIZE != 0 || n < 5 * GROUP_SIZE {
                         bail!("--sizes: {n} is not a multiple of {GROUP_SIZE} of at least 500");
                     }
@@ -168,50 +126,22 @@ fn parse_args() -> Result<Option<Options>> {
                 }
                 opts.sizes = sizes;
             }
-            "--backend" => {
-                opts.backends = match value("--backend")?.as_str() {
-                    "sqlite" => vec![Backend::Sqlite],
-                    "postgres" | "pg" => vec![Backend::Postgres],
-                    "both" => vec![Backend::Sqlite, Backend::Postgres],
-                    other => bail!("unknown --backend {other:?}\n{USAGE}"),
-                }
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            other if other.starts_with('-') => bail!("unknown option {other:?}\n{USAGE}"),
-            // cargo passes bench-name filters through; nothing to filter here.
-            _ => {}
+            _ => return Ok(false),
         }
-    }
-    if !bench_mode {
-        // `cargo test --benches` / `--all-targets` runs bench targets without
-        // `--bench`: don't start a multi-minute load test from a test run.
-        println!("lookup: not run (use `cargo bench --bench lookup`)");
-        return Ok(None);
-    }
-    Ok(Some(opts))
+        Ok(true)
+    })?;
+    Ok(run.then_some(opts))
 }
 
 fn main() {
-    match run() {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => {
-            eprintln!("lookup bench failed: {e:#}");
-            std::process::exit(1);
-        }
-    }
+    loadgen::args::exit_with("lookup", run());
 }
 
 fn run() -> Result<bool> {
     let Some(opts) = parse_args()? else {
         return Ok(true);
     };
-    if !opts.server.exists() {
-        bail!("server binary {} does not exist", opts.server.display());
-    }
+    loadgen::server::check_binary(&opts.server)?;
     println!(
         "lookup bench: server {}, sizes {:?} users, {} connections, {} requests per endpoint \
          per size in {} interleaved rounds, load generator {} thread(s), {} cores online",
@@ -223,23 +153,14 @@ fn run() -> Result<bool> {
         opts.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    print_machine_load("before");
-    if opts.pin {
-        pin_self_to_core(1);
-    } else {
-        println!("(unpinned: server and load generator share all cores; --pin separates them)");
-    }
+    loadgen::machine::prepare(opts.pin);
 
     let mut results = Vec::new();
     let mut ok = true;
     for &backend in &opts.backends {
         for &size in &opts.sizes {
             println!("\n=== {} / {size} users ===", backend.name());
-            let outcome = match backend {
-                Backend::Sqlite => bench_sqlite(&opts, size),
-                Backend::Postgres => bench_postgres(&opts, size),
-            };
-            match outcome {
+            match bench_size(&opts, backend, size) {
                 Ok(Some(r)) => results.push(r),
                 Ok(None) => break, // back-end unavailable: skip its other sizes
                 Err(e) => {
@@ -306,22 +227,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
         (a, b) = (b, a % b);
     }
     a
-}
-
-fn user_id(u: usize) -> String {
-    format!("00000000-0000-4000-8000-{u:012x}")
-}
-
-fn user_name(u: usize) -> String {
-    format!("user{u:06}@example.com")
-}
-
-fn group_id(g: usize) -> String {
-    format!("00000000-0000-4000-9000-{g:012x}")
-}
-
-fn group_name(g: usize) -> String {
-    format!("team-{g:05}")
 }
 
 /// The mapping document: the roles of `mappings/rolecall.toml`, its five
@@ -440,195 +345,34 @@ fn mapping_rules(d: &Dataset) -> usize {
     2 * d.layer() + 5
 }
 
-/// Insert the users, groups and memberships with multi-row INSERTs in one
-/// transaction (the schema must exist: `rolecall migrate` first).
-fn seed(url: &str, d: &Dataset) -> Result<()> {
-    use sqlx::{Connection, Executor};
-    sqlx::any::install_default_drivers();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building a tokio runtime")?;
-    rt.block_on(async {
-        let mut conn = sqlx::AnyConnection::connect(url)
-            .await
-            .with_context(|| format!("connecting to {}", redact(url)))?;
-        if url.starts_with("sqlite:") {
-            conn.execute("PRAGMA synchronous = OFF").await?;
-        }
-        let sqlite = url.starts_with("sqlite:");
-        let mut tx = conn.begin().await?;
-        let mut timing = String::new();
-        let mut phase = Instant::now();
-        let ts = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
-
-        // Users: 7 parameters per row.
-        const USER_ROWS: usize = 2_000;
-        let mut u = 0;
-        while u < d.users {
-            let n = USER_ROWS.min(d.users - u);
-            let mut sql = String::from(
-                "INSERT INTO scim_users (id, user_name, user_name_lower, external_id, active, \
-                 doc, version, created, last_modified) VALUES ",
-            );
-            let mut p = Params::new(sqlite);
-            for r in 0..n {
-                let _ = write!(
-                    sql,
-                    "{}({}, {}, {}, {}, TRUE, {}, 1, {}, {})",
-                    if r == 0 { "" } else { ", " },
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next()
-                );
-            }
-            let mut q = sqlx::query(&sql);
-            for i in u..u + n {
-                let name = user_name(i);
-                let ext = format!("ext-{i:06}");
-                let doc = format!(
-                    r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{name}","externalId":"{ext}","active":true}}"#
-                );
-                q = q
-                    .bind(user_id(i))
-                    .bind(name.clone())
-                    .bind(name)
-                    .bind(ext)
-                    .bind(doc)
-                    .bind(ts.clone())
-                    .bind(ts.clone());
-            }
-            q.execute(&mut *tx).await.context("inserting users")?;
-            u += n;
-        }
-        let _ = write!(timing, "users {:.1} s", phase.elapsed().as_secs_f64());
-        phase = Instant::now();
-
-        // Groups: 6 parameters per row.
-        const GROUP_ROWS: usize = 2_000;
-        let mut g = 0;
-        while g < d.groups() {
-            let n = GROUP_ROWS.min(d.groups() - g);
-            let mut sql = String::from(
-                "INSERT INTO scim_groups (id, display_name, display_name_lower, doc, version, \
-                 created, last_modified) VALUES ",
-            );
-            let mut p = Params::new(sqlite);
-            for r in 0..n {
-                let _ = write!(
-                    sql,
-                    "{}({}, {}, {}, {}, 1, {}, {})",
-                    if r == 0 { "" } else { ", " },
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next()
-                );
-            }
-            let mut q = sqlx::query(&sql);
-            for i in g..g + n {
-                let name = group_name(i);
-                let doc = format!(
-                    r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"{name}"}}"#
-                );
-                q = q
-                    .bind(group_id(i))
-                    .bind(name.clone())
-                    .bind(name)
-                    .bind(doc)
-                    .bind(ts.clone())
-                    .bind(ts.clone());
-            }
-            q.execute(&mut *tx).await.context("inserting groups")?;
-            g += n;
-        }
-        let _ = write!(timing, ", groups {:.1} s", phase.elapsed().as_secs_f64());
-        phase = Instant::now();
-
-        // Memberships, in primary-key order: 2 parameters per row.
-        let mut members: Vec<Vec<u32>> = vec![Vec::with_capacity(GROUP_SIZE); d.groups()];
-        for u in 0..d.users {
-            for j in 0..LAYERS {
-                members[d.group_of(u, j)].push(u as u32);
-            }
-        }
-        if let Some((g, m)) = members
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.len() != GROUP_SIZE)
-        {
-            bail!("bug in the data set: group {g} has {} members", m.len());
-        }
-        const MEMBER_ROWS: usize = 10_000;
-        let pairs: Vec<(usize, u32)> = members
-            .iter()
-            .enumerate()
-            .flat_map(|(g, m)| m.iter().map(move |&u| (g, u)))
-            .collect();
-        for chunk in pairs.chunks(MEMBER_ROWS) {
-            let mut sql =
-                String::from("INSERT INTO scim_members (group_id, member_id, member_type) VALUES ");
-            let mut p = Params::new(sqlite);
-            for r in 0..chunk.len() {
-                let _ = write!(
-                    sql,
-                    "{}({}, {}, 'User')",
-                    if r == 0 { "" } else { ", " },
-                    p.next(),
-                    p.next()
-                );
-            }
-            let mut q = sqlx::query(&sql);
-            for &(g, u) in chunk {
-                q = q.bind(group_id(g)).bind(user_id(u as usize));
-            }
-            q.execute(&mut *tx).await.context("inserting memberships")?;
-        }
-        let _ = write!(timing, ", memberships {:.1} s", phase.elapsed().as_secs_f64());
-        phase = Instant::now();
-        tx.commit().await?;
-        if !sqlite {
-            // Leave autovacuum nothing to do on the fresh tables while the
-            // load phase runs (PostgreSQL shares the cores).
-            sqlx::raw_sql("VACUUM ANALYZE").execute(&mut conn).await?;
-        }
-        conn.close().await.ok();
-        let _ = write!(timing, ", commit {:.1} s", phase.elapsed().as_secs_f64());
-        println!("seeding: {timing}");
-        Ok(())
-    })
-}
-
-/// Bind-parameter placeholders for one statement: `$1, $2, ...` for
-/// PostgreSQL; anonymous `?` for SQLite, where `$N` and `?N` are *named*
-/// parameters that SQLite (and sqlx binding them) look up in a linear list,
-/// which makes a 20,000-parameter INSERT quadratic.
-struct Params {
-    sqlite: bool,
-    n: usize,
-}
-
-impl Params {
-    fn new(sqlite: bool) -> Self {
-        Params { sqlite, n: 0 }
-    }
-
-    fn next(&mut self) -> String {
-        self.n += 1;
-        if self.sqlite {
-            "?".to_string()
-        } else {
-            format!("${}", self.n)
+/// Load the data set: every user in one group of each layer.
+fn seed_dataset(url: &str, d: &Dataset) -> Result<()> {
+    let mut members: Vec<Vec<u32>> = vec![Vec::with_capacity(GROUP_SIZE); d.groups()];
+    for u in 0..d.users {
+        for j in 0..LAYERS {
+            members[d.group_of(u, j)].push(u as u32);
         }
     }
+    if let Some((g, m)) = members
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.len() != GROUP_SIZE)
+    {
+        bail!("bug in the data set: group {g} has {} members", m.len());
+    }
+    let pairs: Vec<(u32, u32)> = members
+        .iter()
+        .enumerate()
+        .flat_map(|(g, m)| m.iter().map(move |&u| (g as u32, u)))
+        .collect();
+    seed(
+        url,
+        &Directory {
+            users: d.users,
+            groups: d.groups(),
+            memberships: &pairs,
+        },
+    )
 }
 
 // ---------------------------------------------------------------- one run
@@ -667,56 +411,17 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-fn bench_sqlite(opts: &Options, size: usize) -> Result<Option<SizeResult>> {
-    let dir = tempfile::Builder::new()
-        .prefix("rolecall-lookup-")
-        .tempdir()
-        .context("creating a temp dir")?;
-    let db = dir.path().join("rolecall.db");
-    let url = format!("sqlite://{}", db.display());
-    let result = bench_size(opts, Backend::Sqlite, size, &url, dir.path())?;
-    if let Ok(meta) = std::fs::metadata(&db) {
-        println!("sqlite file size: {} MiB", meta.len() / (1024 * 1024));
-    }
-    Ok(Some(result))
-}
-
-fn bench_postgres(opts: &Options, size: usize) -> Result<Option<SizeResult>> {
-    let admin_url =
-        std::env::var("ROLECALL_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
-    let name = format!("rolecall_lookup_{}_{size}", std::process::id());
-    let db = match PgDatabase::create(&admin_url, &name) {
-        Ok(db) => db,
-        Err(e) => {
-            println!(
-                "PostgreSQL part SKIPPED: cannot create a database through {}: {e:#}",
-                redact(&admin_url)
-            );
-            return Ok(None);
-        }
+/// One back-end at one size; `None` when the back-end is unavailable.
+fn bench_size(opts: &Options, backend: Backend, size: usize) -> Result<Option<SizeResult>> {
+    let Some(db) = BenchDb::create(backend, "lookup", &format!("_{size}"))? else {
+        return Ok(None);
     };
-    let dir = tempfile::Builder::new()
-        .prefix("rolecall-lookup-")
-        .tempdir()
-        .context("creating a temp dir")?;
-    let url = with_database(&admin_url, &name)?;
-    let result = bench_size(opts, Backend::Postgres, size, &url, dir.path());
-    drop(db);
-    result.map(Some)
-}
-
-fn bench_size(
-    opts: &Options,
-    backend: Backend,
-    size: usize,
-    url: &str,
-    dir: &Path,
-) -> Result<SizeResult> {
+    let url = db.url.as_str();
     let data = Dataset { users: size };
     cli(&opts.server, &["migrate"], url)?;
 
     let started = Instant::now();
-    seed(url, &data)?;
+    seed_dataset(url, &data)?;
     let seed_secs = started.elapsed().as_secs_f64();
     println!(
         "seeded {} users, {} groups, {} memberships in {seed_secs:.1} s",
@@ -725,7 +430,7 @@ fn bench_size(
         data.memberships()
     );
 
-    let mapping = dir.join("mapping.toml");
+    let mapping = db.dir.path().join("mapping.toml");
     std::fs::write(&mapping, mapping_toml(&data))
         .with_context(|| format!("writing {}", mapping.display()))?;
     let started = Instant::now();
@@ -743,11 +448,18 @@ fn bench_size(
     );
 
     let token = create_token(&opts.server, url, "lookup", "bench-lookup")?;
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let log_path = dir.join("server.log");
-    let mut server = Server::start(&opts.server, addr, url, &log_path, opts.pin)?;
-    let res = measure(opts, backend, &mut server, &token, data).map(|m| SizeResult {
+    let config = ServerConfig {
+        bin: &opts.server,
+        url,
+        dir: db.dir.path(),
+        pin: opts.pin,
+        extra_args: &[],
+    };
+    let (m, log_problems) = with_server(&config, |server| {
+        measure(opts, backend, server, &token, data)
+    })?;
+    db.print_size();
+    Ok(Some(SizeResult {
         backend,
         data,
         seed_secs,
@@ -759,39 +471,8 @@ fn bench_size(
         cpu: m.cpu,
         rss_start: m.rss_start,
         rss_after: m.rss_after,
-        log_problems: 0,
-    });
-    let log_problems = server.log_problems();
-    let exit = server.stop();
-    match res {
-        Ok(mut r) => {
-            r.log_problems = log_problems.len();
-            if !log_problems.is_empty() {
-                println!(
-                    "server log has {} warning/error/panic lines, e.g.:",
-                    log_problems.len()
-                );
-                for line in log_problems.iter().take(5) {
-                    println!("  {line}");
-                }
-            }
-            match exit {
-                Ok(status) if !status.success() => {
-                    println!("note: server exited with {status} after SIGTERM")
-                }
-                Ok(_) => {}
-                Err(e) => println!("note: stopping the server: {e:#}"),
-            }
-            Ok(r)
-        }
-        Err(e) => {
-            eprintln!("--- last lines of the server log ({}):", log_path.display());
-            for line in tail(&log_path, 30) {
-                eprintln!("  {line}");
-            }
-            Err(e)
-        }
-    }
+        log_problems,
+    }))
 }
 
 struct Measured {
@@ -1116,25 +797,6 @@ fn check_answers(addr: SocketAddr, host: &str, auth: &str) -> Result<()> {
     Ok(())
 }
 
-/// Substring search, cheap enough to run on every response: candidates are
-/// found by scanning for the needle's first byte (`windows().any()` calls
-/// memcmp at every offset, which made the checks a visible share of the
-/// load generator's CPU, taken from the server when they share cores).
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let mut from = 0;
-    while let Some(p) = haystack[from..].iter().position(|&b| b == first) {
-        let at = from + p;
-        if haystack[at + 1..].starts_with(rest) {
-            return true;
-        }
-        from = at + 1;
-    }
-    false
-}
-
 // ---------------------------------------------------------------- summary
 
 fn p50_p99(r: &Report) -> String {
@@ -1319,404 +981,5 @@ fn print_summary(opts: &Options, results: &[SizeResult]) {
                 r.log_problems
             );
         }
-    }
-}
-
-// ---------------------------------------------------------------- server
-
-/// A running `rolecall serve`; terminated (SIGTERM, then SIGKILL) on drop.
-struct Server {
-    child: Option<Child>,
-    addr: SocketAddr,
-    log: PathBuf,
-    started: Instant,
-}
-
-impl Server {
-    fn start(bin: &Path, addr: SocketAddr, url: &str, log: &Path, pin: bool) -> Result<Server> {
-        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out.try_clone().context("duplicating the log file handle")?;
-        let mut cmd = if pin {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(bin);
-            c
-        } else {
-            Command::new(bin)
-        };
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--database-url")
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let started = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {} serve", bin.display()))?;
-        println!(
-            "server pid {} on {addr}{}, log {}",
-            child.id(),
-            if pin { " (pinned to core 0)" } else { "" },
-            log.display()
-        );
-        let _ = std::io::stdout().flush();
-        Ok(Server {
-            child: Some(child),
-            addr,
-            log: log.to_path_buf(),
-            started,
-        })
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            if let Some(status) = child.try_wait().context("checking the server process")? {
-                self.child = None;
-                bail!("the server exited: {status}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Wait for `GET /healthz` to answer 200; returns the time since the
-    /// process was started.
-    fn wait_healthy(&mut self, limit: Duration) -> Result<Duration> {
-        let req = loadgen::build_request("GET", "/healthz", &self.addr.to_string(), &[], b"");
-        let mut last = String::from("not tried");
-        while self.started.elapsed() < limit {
-            self.check_alive()?;
-            match loadgen::fetch(self.addr, &req, Duration::from_secs(2)) {
-                Ok((200, _)) => return Ok(self.started.elapsed()),
-                Ok((status, body)) => last = format!("status {status}: {}", snippet(&body)),
-                Err(e) => last = format!("{e:#}"),
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("server not healthy after {limit:?}; last /healthz: {last}")
-    }
-
-    /// Cumulative user+system CPU time of the server process.
-    fn cpu(&self) -> Option<Duration> {
-        process_cpu(&self.pid()?.to_string())
-    }
-
-    fn memory(&self) -> Option<Memory> {
-        Memory::of(self.pid()?)
-    }
-
-    /// Log lines that look like warnings, errors or panics.
-    fn log_problems(&self) -> Vec<String> {
-        let Ok(file) = File::open(&self.log) else {
-            return Vec::new();
-        };
-        BufReader::new(file)
-            .lines()
-            .map_while(|l| l.ok())
-            .filter(|l| {
-                l.contains("ERROR")
-                    || l.contains("WARN")
-                    || l.contains("panicked")
-                    || l.contains("\"level\":\"error\"")
-                    || l.contains("\"level\":\"warn\"")
-            })
-            .collect()
-    }
-
-    /// SIGTERM, wait up to 10 s, then SIGKILL.
-    fn stop(&mut self) -> Result<ExitStatus> {
-        let Some(mut child) = self.child.take() else {
-            bail!("server was not running");
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Some(status) = child.try_wait().context("waiting for the server")? {
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.kill().context("killing the server")?;
-        let status = child.wait().context("waiting for the killed server")?;
-        bail!("server ignored SIGTERM for 10 s; killed ({status})")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            if let Err(e) = self.stop() {
-                eprintln!("stopping the server: {e:#}");
-            }
-        }
-    }
-}
-
-/// Resident memory of a process, from /proc/<pid>/status (kB).
-#[derive(Clone, Copy, Debug)]
-struct Memory {
-    rss_kb: u64,
-    hwm_kb: u64,
-}
-
-impl Memory {
-    fn of(pid: u32) -> Option<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |name: &str| -> Option<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        };
-        Some(Memory {
-            rss_kb: field("VmRSS:")?,
-            hwm_kb: field("VmHWM:")?,
-        })
-    }
-
-    fn rss_mb(&self) -> f64 {
-        self.rss_kb as f64 / 1024.0
-    }
-
-    fn hwm_mb(&self) -> f64 {
-        self.hwm_kb as f64 / 1024.0
-    }
-
-    fn show(m: Option<Memory>) -> String {
-        match m {
-            Some(m) => format!(
-                "VmRSS {:.1} MiB (peak VmHWM {:.1} MiB)",
-                m.rss_mb(),
-                m.hwm_mb()
-            ),
-            None => "unknown".to_string(),
-        }
-    }
-}
-
-/// Cumulative user+system CPU time of a process ("self" for this one).
-fn process_cpu(pid: &str) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are
-    // fields 14 and 15 of the whole line, so 12 and 13 after it.
-    let after = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = after.split(' ');
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_secs_f64(
-        (utime + stime) as f64 / clock_ticks() as f64,
-    ))
-}
-
-fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
-}
-
-/// Run one load phase and note the CPU time the server and this process
-/// (the load generator) used meanwhile.
-fn timed(server: &Server, run: impl FnOnce() -> Result<Report>) -> Result<(Report, CpuUse)> {
-    let before = (server.cpu(), process_cpu("self"), machine_busy());
-    let report = run()?;
-    let after = (server.cpu(), process_cpu("self"), machine_busy());
-    let cpu = match (before, after) {
-        ((Some(s0), Some(c0), Some(m0)), (Some(s1), Some(c1), Some(m1))) => {
-            let server = s1.saturating_sub(s0);
-            let client = c1.saturating_sub(c0);
-            CpuUse {
-                server,
-                client,
-                others: m1.saturating_sub(m0).saturating_sub(server + client),
-                wall: report.elapsed,
-                requests: report.requests,
-                known: true,
-            }
-        }
-        _ => CpuUse::default(),
-    };
-    Ok((report, cpu))
-}
-
-/// CPU time the whole machine spent busy (all cores; /proc/stat), to tell
-/// how much went to processes other than the server and the generator.
-fn machine_busy() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is in user)
-    let busy: u64 = fields.iter().take(8).sum::<u64>()
-        - fields.get(3).copied().unwrap_or(0)
-        - fields.get(4).copied().unwrap_or(0);
-    Some(Duration::from_secs_f64(busy as f64 / clock_ticks() as f64))
-}
-
-/// CPU time used by the server and the load generator during a phase.
-#[derive(Clone, Copy, Debug, Default)]
-struct CpuUse {
-    server: Duration,
-    client: Duration,
-    /// Everything else on the machine (builds, PostgreSQL, the kernel's
-    /// work not charged to either process).
-    others: Duration,
-    wall: Duration,
-    requests: u64,
-    known: bool,
-}
-
-impl CpuUse {
-    /// A total to `add` phases to.
-    fn total() -> CpuUse {
-        CpuUse {
-            known: true,
-            ..CpuUse::default()
-        }
-    }
-
-    /// Server CPU time per request in microseconds, or "?".
-    fn server_us(&self) -> String {
-        if self.known && self.requests > 0 {
-            format!(
-                "{:.1}",
-                1e6 * self.server.as_secs_f64() / self.requests as f64
-            )
-        } else {
-            "?".to_string()
-        }
-    }
-
-    /// CPU used by other processes, in % of one core, or "?".
-    fn others_pct(&self) -> String {
-        if self.known && !self.wall.is_zero() {
-            format!(
-                "{:.0}",
-                100.0 * self.others.as_secs_f64() / self.wall.as_secs_f64()
-            )
-        } else {
-            "?".to_string()
-        }
-    }
-
-    fn add(&mut self, other: CpuUse) {
-        self.known &= other.known;
-        self.server += other.server;
-        self.client += other.client;
-        self.others += other.others;
-        self.wall += other.wall;
-        self.requests += other.requests;
-    }
-}
-
-impl std::fmt::Display for CpuUse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !self.known || self.requests == 0 || self.wall.is_zero() {
-            return write!(f, "CPU n/a");
-        }
-        let wall = self.wall.as_secs_f64();
-        let n = self.requests as f64;
-        write!(
-            f,
-            "server CPU {:.0}% of a core ({:.1} us/req), load generator {:.0}% ({:.1} us/req), \
-             others {:.0}%",
-            100.0 * self.server.as_secs_f64() / wall,
-            1e6 * self.server.as_secs_f64() / n,
-            100.0 * self.client.as_secs_f64() / wall,
-            1e6 * self.client.as_secs_f64() / n,
-            100.0 * self.others.as_secs_f64() / wall,
-        )
-    }
-}
-
-// ---------------------------------------------------------------- helpers
-
-/// Run `rolecall ARGS --database-url URL`; its stdout, or an error with both
-/// streams.
-fn cli(bin: &Path, args: &[&str], url: &str) -> Result<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .arg("--database-url")
-        .arg(url)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`rolecall {}` failed ({}):\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            out.status,
-            snippet(out.stdout.trim_ascii()),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8(out.stdout).with_context(|| format!("`rolecall {}` output", args.join(" ")))
-}
-
-fn create_token(bin: &Path, url: &str, scope: &str, name: &str) -> Result<String> {
-    let stdout = cli(
-        bin,
-        &["token", "create", "--scope", scope, "--name", name],
-        url,
-    )?;
-    let token = stdout
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .context("`rolecall token create` printed nothing on stdout")?;
-    if token.contains(char::is_whitespace) {
-        bail!("`rolecall token create`: last stdout line {token:?} does not look like a token");
-    }
-    Ok(token.to_string())
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn tail(path: &Path, n: usize) -> Vec<String> {
-    let Ok(file) = File::open(path) else {
-        return vec!["(no log)".into()];
-    };
-    let lines: Vec<String> = BufReader::new(file).lines().map_while(|l| l.ok()).collect();
-    lines[lines.len().saturating_sub(n)..].to_vec()
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn snippet(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&body[..body.len().min(400)]).into_owned();
-    if body.len() > 400 {
-        format!("{s}...")
-    } else {
-        s
     }
 }

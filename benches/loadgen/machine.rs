@@ -27,6 +27,17 @@ pub fn print_machine_load(when: &str) {
     }
 }
 
+/// Before a run: the load average, and with `pin` this process on core 1
+/// (the server goes on core 0).
+pub fn prepare(pin: bool) {
+    print_machine_load("before");
+    if pin {
+        pin_self_to_core(1);
+    } else {
+        println!("(unpinned: server and load generator share all cores; --pin separates them)");
+    }
+}
+
 /// Pin every thread of this process (and threads and children created
 /// later) to `core`. The server is started under `taskset -c 0` instead.
 pub fn pin_self_to_core(core: usize) {

@@ -18,7 +18,15 @@
 //! Shared by several benchmarks; each one uses a subset of the API.
 #![allow(dead_code)]
 
+pub mod args;
+mod check;
 pub mod machine;
+pub mod seed;
+pub mod server;
+
+// Each bench uses a subset.
+#[allow(unused_imports)]
+pub use check::{contains, find, json_uint_field, snippet, splitmix64};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -904,10 +912,6 @@ fn parse_head(head: &[u8]) -> io::Result<ParsedHead> {
         }
     }
     Ok(parsed)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn bad(msg: &str) -> io::Error {

@@ -241,6 +241,9 @@ pub fn parse_members(value: &Value) -> Result<Vec<MemberRef>, ProtocolError> {
         }
     };
     let mut out: Vec<MemberRef> = Vec::with_capacity(items.len());
+    // duplicates are dropped (the first one stays); a set, as lists run to 100,000 members
+    let mut seen: std::collections::HashSet<&str> =
+        std::collections::HashSet::with_capacity(items.len());
     for item in items {
         let Value::Object(o) = item else {
             return Err(ProtocolError::invalid_value(
@@ -253,7 +256,7 @@ pub fn parse_members(value: &Value) -> Result<Vec<MemberRef>, ProtocolError> {
                 .map(|(_, v)| v)
         };
         let value = match field("value") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(s)) if !s.is_empty() => s,
             _ => {
                 return Err(ProtocolError::invalid_value(
                     "each member needs a non-empty string \"value\" (the member's id)",
@@ -270,8 +273,11 @@ pub fn parse_members(value: &Value) -> Result<Vec<MemberRef>, ProtocolError> {
                 )))
             }
         };
-        if !out.iter().any(|m| m.value == value) {
-            out.push(MemberRef { value, kind });
+        if seen.insert(value) {
+            out.push(MemberRef {
+                value: value.clone(),
+                kind,
+            });
         }
     }
     Ok(out)

@@ -35,6 +35,13 @@ pub struct MemberRow {
 
 pub(super) const COLS: &str = "r.id, r.doc, r.version, r.created, r.last_modified";
 
+/// Members per statement when membership rows are checked, added or removed. Smaller than
+/// [`CHUNK`]: binding `$N` parameters on SQLite costs time proportional to the statement's
+/// parameter count for each parameter (sqlx looks each one up by name, and SQLite searches
+/// its list of names), so a statement of p parameters costs p² and 10,000 members in
+/// statements of 1,001 parameters spent more time binding than writing.
+const MEMBER_CHUNK: usize = 100;
+
 fn from_row(row: &AnyRow) -> Result<GroupRow> {
     Ok(GroupRow {
         id: row.try_get("id")?,
@@ -61,7 +68,7 @@ async fn resolve_members(
     members: &[MemberRef],
 ) -> Result<Vec<(String, &'static str)>> {
     let mut kinds: HashMap<String, &'static str> = HashMap::with_capacity(members.len());
-    for chunk in members.chunks(CHUNK) {
+    for chunk in members.chunks(MEMBER_CHUNK) {
         let list = placeholders(1, chunk.len());
         let sql = format!(
             "SELECT id, 'User' AS kind FROM scim_users WHERE id IN ({list}) \
@@ -111,7 +118,7 @@ async fn add_members(
     members: &[MemberRef],
 ) -> Result<()> {
     let resolved = resolve_members(tx, group_id, members).await?;
-    for chunk in resolved.chunks(CHUNK) {
+    for chunk in resolved.chunks(MEMBER_CHUNK) {
         let values = (0..chunk.len())
             .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
             .collect::<Vec<_>>()
@@ -134,9 +141,14 @@ async fn remove_members(
     group_id: &str,
     ids: &[String],
 ) -> Result<()> {
-    for chunk in ids.chunks(CHUNK) {
+    for chunk in ids.chunks(MEMBER_CHUNK) {
+        // `group_id || ''` keeps the primary key out of this plan: found through the
+        // member_id index, each listed member costs one lookup. PostgreSQL otherwise scans
+        // the whole group through the primary key whenever its statistics underestimate
+        // the group (a group grown since the last ANALYZE): 100 statements over a
+        // 110,000-member group took 2.2 s instead of 0.06 s.
         let sql = format!(
-            "DELETE FROM scim_members WHERE group_id = $1 AND member_id IN ({})",
+            "DELETE FROM scim_members WHERE group_id || '' = $1 AND member_id IN ({})",
             placeholders(2, chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(group_id.to_string());
@@ -354,15 +366,20 @@ impl Store {
         })
     }
 
+    /// Fill in `members` of these groups: one row per group, its members aggregated in the
+    /// database (a group of 100,000 members would otherwise be 100,000 rows, and sqlx
+    /// hands each row across threads, which cost more than all the rest of reading it).
     async fn attach_members(&self, groups: &mut [GroupRow]) -> Result<()> {
         for chunk in groups.chunks_mut(CHUNK) {
             let sql = format!(
-                "SELECT m.group_id, m.member_id, m.member_type, \
-                 COALESCE(u.display_name, u.user_name, g.display_name) AS display \
-                 FROM scim_members m \
-                 LEFT JOIN scim_users u ON m.member_type = 'User' AND u.id = m.member_id \
-                 LEFT JOIN scim_groups g ON m.member_type = 'Group' AND g.id = m.member_id \
-                 WHERE m.group_id IN ({}) ORDER BY m.group_id, m.member_id",
+                "SELECT x.group_id, string_agg({MEMBER_FIELDS}, '' ORDER BY x.member_id) AS members \
+                 FROM (SELECT m.group_id, m.member_id, m.member_type, \
+                       COALESCE(u.display_name, u.user_name, g.display_name) AS display \
+                       FROM scim_members m \
+                       LEFT JOIN scim_users u ON m.member_type = 'User' AND u.id = m.member_id \
+                       LEFT JOIN scim_groups g ON m.member_type = 'Group' AND g.id = m.member_id \
+                       WHERE m.group_id IN ({})) x \
+                 GROUP BY x.group_id",
                 placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
@@ -372,16 +389,70 @@ impl Store {
             let mut by_group: HashMap<String, Vec<MemberRow>> = HashMap::new();
             for row in q.fetch_all(&self.read).await? {
                 let group: String = row.try_get(0)?;
-                by_group.entry(group).or_default().push(MemberRow {
-                    value: row.try_get(1)?,
-                    kind: row.try_get(2)?,
-                    display: row.try_get(3)?,
-                });
+                let members: String = row.try_get(1)?;
+                by_group.insert(group, decode_members(&members)?);
             }
             for g in chunk.iter_mut() {
                 g.members = Some(by_group.remove(&g.id).unwrap_or_default());
             }
         }
         Ok(())
+    }
+}
+
+/// One member as text for `string_agg`: each field as `<bytes>:<text>`, and `-` for a
+/// member without a display name (the length prefixes make any text safe to concatenate).
+/// Byte counts are the database's: this assumes UTF-8 storage (SQLite's default, and
+/// PostgreSQL's usual database encoding); another server encoding fails to decode (500).
+const MEMBER_FIELDS: &str = "octet_length(x.member_id) || ':' || x.member_id \
+     || octet_length(x.member_type) || ':' || x.member_type \
+     || COALESCE(octet_length(x.display) || ':' || x.display, '-')";
+
+/// The members [`MEMBER_FIELDS`] encoded, in order.
+fn decode_members(mut s: &str) -> Result<Vec<MemberRow>> {
+    fn field(s: &str) -> Result<(&str, &str)> {
+        let corrupt = || StoreError::Corrupt("malformed member list from the database".into());
+        let (len, rest) = s.split_once(':').ok_or_else(corrupt)?;
+        let len: usize = len.parse().map_err(|_| corrupt())?;
+        let text = rest.get(..len).ok_or_else(corrupt)?;
+        Ok((text, &rest[len..]))
+    }
+    let mut out = Vec::new();
+    while !s.is_empty() {
+        let (value, rest) = field(s)?;
+        let (kind, rest) = field(rest)?;
+        let (display, rest) = match rest.strip_prefix('-') {
+            Some(rest) => (None, rest),
+            None => {
+                let (d, rest) = field(rest)?;
+                (Some(d.to_string()), rest)
+            }
+        };
+        out.push(MemberRow {
+            value: value.to_string(),
+            kind: kind.to_string(),
+            display,
+        });
+        s = rest;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_lists_decode() {
+        let s = "3:u:14:User8:a:b ü -2:g15:Group-3:u:24:User0:";
+        let m = decode_members(s).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!((m[0].value.as_str(), m[0].kind.as_str()), ("u:1", "User"));
+        assert_eq!(m[0].display.as_deref(), Some("a:b ü -"));
+        assert_eq!((m[1].value.as_str(), m[1].display.as_deref()), ("g1", None));
+        assert_eq!(m[2].display.as_deref(), Some(""));
+        assert!(decode_members("").unwrap().is_empty());
+        assert!(decode_members("9:u").is_err());
+        assert!(decode_members("1:ü4:User-").is_err()); // not a char boundary
     }
 }

@@ -6,16 +6,19 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
 use super::{
-    base_url, if_match, list_params, meta, method_not_allowed, not_modified, page_response,
-    projection, resource_response,
+    base_url, if_match, list_params, meta, meta_location, method_not_allowed, not_modified,
+    page_response, projection, resource_response, resource_text_response,
 };
 use crate::http::error::ScimError;
 use crate::http::{AppState, Caller, State};
 use crate::provision;
+use crate::scim::projection::Projection;
 use crate::scim::resource::ResourceKind;
 use crate::scim::schema::GROUP_SCHEMA;
-use crate::store::{Actor, GroupRow};
+use crate::store::{Actor, GroupRow, MemberRow, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -40,14 +43,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
-    let mut doc = group.doc;
-    doc.insert("schemas".into(), json!([GROUP_SCHEMA]));
-    doc.insert("id".into(), json!(group.id));
-    if let Some(members) = group.members {
+    let (mut doc, members) = render_parts(group, base);
+    if let Some(members) = members {
         let members = members
             .into_iter()
             .map(|m| {
-                let path = if m.kind == "Group" { "Groups" } else { "Users" };
+                let path = member_path(&m);
                 let mut o = json!({"value": m.value, "type": m.kind, "$ref": format!("{base}/{path}/{}", m.value)});
                 if let Some(d) = m.display {
                     o["display"] = json!(d);
@@ -56,6 +57,17 @@ pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
             })
             .collect();
         doc.insert("members".into(), Value::Array(members));
+    }
+    doc
+}
+
+/// The rendered group with `members: null` where the member list goes, and that list.
+fn render_parts(group: GroupRow, base: &str) -> (Map<String, Value>, Option<Vec<MemberRow>>) {
+    let mut doc = group.doc;
+    doc.insert("schemas".into(), json!([GROUP_SCHEMA]));
+    doc.insert("id".into(), json!(group.id));
+    if group.members.is_some() {
+        doc.insert("members".into(), Value::Null);
     }
     let location = format!("{base}/Groups/{}", group.id);
     doc.insert(
@@ -68,7 +80,95 @@ pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
             group.version,
         ),
     );
-    doc
+    (doc, group.members)
+}
+
+fn member_path(m: &MemberRow) -> &'static str {
+    if m.kind == "Group" {
+        "Groups"
+    } else {
+        "Users"
+    }
+}
+
+/// A single group's response. Without `attributes`/`excludedAttributes` the members are
+/// serialized straight from their rows, the same text [`render`] and `to_string` give, as
+/// building 100,000 members as JSON values first cost more than reading them.
+fn group_response(
+    status: StatusCode,
+    proj: &Projection,
+    group: GroupRow,
+    base: &str,
+) -> Result<HttpResponse, ScimError> {
+    let version = group.version;
+    if !proj.is_identity() {
+        let body = proj.apply(ResourceKind::Group, render(group, base));
+        return Ok(resource_response(status, body, version));
+    }
+    let (doc, members) = render_parts(group, base);
+    let body = serde_json::to_string(&GroupBody {
+        doc: &doc,
+        members: members.as_deref().unwrap_or_default(),
+        base,
+    })
+    .map_err(|e| ScimError::from(StoreError::Corrupt(e.to_string())))?;
+    Ok(resource_text_response(
+        status,
+        body,
+        meta_location(&doc),
+        version,
+    ))
+}
+
+/// A rendered group whose `members` entry is written from `members`.
+struct GroupBody<'a> {
+    doc: &'a Map<String, Value>,
+    members: &'a [MemberRow],
+    base: &'a str,
+}
+
+impl Serialize for GroupBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.doc.len()))?;
+        for (k, v) in self.doc {
+            if k == "members" {
+                map.serialize_entry(k, &Members(self.members, self.base))?;
+            } else {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+struct Members<'a>(&'a [MemberRow], &'a str);
+
+impl Serialize for Members<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for m in self.0 {
+            seq.serialize_element(&Member(m, self.1))?;
+        }
+        seq.end()
+    }
+}
+
+struct Member<'a>(&'a MemberRow, &'a str);
+
+impl Serialize for Member<'_> {
+    /// The keys in the order a `serde_json::Map` keeps them (sorted), as [`render`] gives.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Member(m, base) = *self;
+        let mut map = s.serialize_map(Some(if m.display.is_some() { 4 } else { 3 }))?;
+        let path = member_path(m);
+        map.serialize_entry("$ref", &format_args!("{base}/{path}/{}", m.value))?;
+        if let Some(d) = &m.display {
+            map.serialize_entry("display", d)?;
+        }
+        map.serialize_entry("type", &m.kind)?;
+        map.serialize_entry("value", &m.value)?;
+        map.end()
+    }
 }
 
 async fn create(
@@ -79,12 +179,7 @@ async fn create(
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
     let group = create_one(&state, body.into_inner(), &caller.0).await?;
-    let version = group.version;
-    Ok(resource_response(
-        StatusCode::CREATED,
-        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
-        version,
-    ))
+    group_response(StatusCode::CREATED, &proj, group, &base_url(&state, &req))
 }
 
 async fn get(
@@ -102,12 +197,7 @@ async fn get(
             .insert_header(("ETag", super::etag(group.version)))
             .finish());
     }
-    let version = group.version;
-    Ok(resource_response(
-        StatusCode::OK,
-        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
-        version,
-    ))
+    group_response(StatusCode::OK, &proj, group, &base_url(&state, &req))
 }
 
 async fn replace(
@@ -127,12 +217,7 @@ async fn replace(
         &caller.0,
     )
     .await?;
-    let version = group.version;
-    Ok(resource_response(
-        StatusCode::OK,
-        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
-        version,
-    ))
+    group_response(StatusCode::OK, &proj, group, &base_url(&state, &req))
 }
 
 async fn patch(
@@ -152,12 +237,7 @@ async fn patch(
         &caller.0,
     )
     .await?;
-    let version = group.version;
-    Ok(resource_response(
-        StatusCode::OK,
-        proj.apply(ResourceKind::Group, render(group, &base_url(&state, &req))),
-        version,
-    ))
+    group_response(StatusCode::OK, &proj, group, &base_url(&state, &req))
 }
 
 async fn delete(
@@ -260,4 +340,52 @@ async fn list_with(
         page.next,
         resources,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(members: Option<Vec<MemberRow>>) -> GroupRow {
+        let doc = json!({"displayName": "Ops \"A\" é", "externalId": "x-1"});
+        GroupRow {
+            id: "g1".into(),
+            doc: doc.as_object().cloned().unwrap_or_default(),
+            version: 3,
+            created: "2026-01-01T00:00:00.000Z".into(),
+            last_modified: "2026-01-02T00:00:00.000Z".into(),
+            members,
+        }
+    }
+
+    fn direct(group: GroupRow, base: &str) -> String {
+        let (doc, members) = render_parts(group, base);
+        serde_json::to_string(&GroupBody {
+            doc: &doc,
+            members: members.as_deref().unwrap_or_default(),
+            base,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn members_written_directly_read_as_rendered() {
+        let base = "http://h:1/scim/v2";
+        let members = vec![
+            MemberRow {
+                value: "u1".into(),
+                kind: "User".into(),
+                display: Some("Ä \\ \"q\"\n".into()),
+            },
+            MemberRow {
+                value: "g2".into(),
+                kind: "Group".into(),
+                display: None,
+            },
+        ];
+        for g in [group(Some(members)), group(Some(Vec::new())), group(None)] {
+            let rendered = Value::Object(render(g.clone(), base)).to_string();
+            assert_eq!(direct(g, base), rendered);
+        }
+    }
 }

@@ -413,11 +413,25 @@ pub fn resource_response(
     body: Map<String, Value>,
     version: i64,
 ) -> HttpResponse {
-    let location = body
-        .get("meta")
+    let location = meta_location(&body);
+    resource_text_response(status, Value::Object(body).to_string(), location, version)
+}
+
+/// `meta.location` of a rendered resource.
+pub fn meta_location(body: &Map<String, Value>) -> Option<String> {
+    body.get("meta")
         .and_then(|m| m.get("location"))
         .and_then(Value::as_str)
-        .map(str::to_owned);
+        .map(str::to_owned)
+}
+
+/// [`resource_response`] for a body already serialized.
+pub fn resource_text_response(
+    status: StatusCode,
+    body: String,
+    location: Option<String>,
+    version: i64,
+) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.content_type(SCIM_CONTENT_TYPE)
         .insert_header((header::ETAG, etag(version)));
@@ -426,7 +440,7 @@ pub fn resource_response(
             res.insert_header((header::LOCATION, l));
         }
     }
-    res.body(Value::Object(body).to_string())
+    res.body(body)
 }
 
 /// The fallback route of a resource: 405 in SCIM form, with the `Allow` header.
