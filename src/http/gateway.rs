@@ -164,6 +164,19 @@ fn str_field<'a>(obj: Option<&'a Value>, key: &str) -> Option<&'a str> {
     obj.and_then(|o| o.get(key)).and_then(Value::as_str)
 }
 
+/// The fields of one AuthZEN evaluation request that a decision depends on.
+struct EvalInput<'a> {
+    subject_type: &'a str,
+    subject_id: &'a str,
+    action: &'a str,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    /// `resource.properties.workspace` / `.project`.
+    workspace: Option<&'a str>,
+    project: Option<&'a str>,
+    max_tokens: Option<u64>,
+}
+
 /// One AuthZEN evaluation request (already merged with batch defaults) → a decision.
 fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError> {
     let subject = req
@@ -178,23 +191,31 @@ fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError>
         .get("resource")
         .filter(|v| v.is_object())
         .ok_or_else(|| bad("\"resource\" (an object) is required"))?;
-    let subject_type =
-        str_field(Some(subject), "type").ok_or_else(|| bad("\"subject.type\" is required"))?;
-    let subject_id =
-        str_field(Some(subject), "id").ok_or_else(|| bad("\"subject.id\" is required"))?;
-    let action_name =
-        str_field(Some(action), "name").ok_or_else(|| bad("\"action.name\" is required"))?;
-    let resource_type =
-        str_field(Some(resource), "type").ok_or_else(|| bad("\"resource.type\" is required"))?;
-    let resource_id = str_field(Some(resource), "id");
     let props = resource.get("properties");
-    let max_tokens = match req.get("context").and_then(|c| c.get("max_tokens")) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad("\"context.max_tokens\" must be a non-negative integer"))?,
-        ),
+    let input = EvalInput {
+        subject_type: str_field(Some(subject), "type")
+            .ok_or_else(|| bad("\"subject.type\" is required"))?,
+        subject_id: str_field(Some(subject), "id")
+            .ok_or_else(|| bad("\"subject.id\" is required"))?,
+        action: str_field(Some(action), "name")
+            .ok_or_else(|| bad("\"action.name\" is required"))?,
+        resource_type: str_field(Some(resource), "type")
+            .ok_or_else(|| bad("\"resource.type\" is required"))?,
+        resource_id: str_field(Some(resource), "id"),
+        workspace: str_field(props, "workspace"),
+        project: str_field(props, "project"),
+        max_tokens: match req.get("context").and_then(|c| c.get("max_tokens")) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or_else(|| bad("\"context.max_tokens\" must be a non-negative integer"))?,
+            ),
+        },
     };
+    decide_input(state, &input)
+}
+
+fn decide_input(state: &State, i: &EvalInput<'_>) -> Result<Decision, ApiError> {
     let deny = |reason: String| Decision {
         allowed: false,
         role: None,
@@ -202,25 +223,23 @@ fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError>
         rpm: None,
         reason: Some(reason),
     };
-    if subject_type != "user" {
+    if i.subject_type != "user" {
         return Ok(deny(format!(
-            "subject type \"{subject_type}\" is not supported; use \"user\""
+            "subject type \"{}\" is not supported; use \"user\"",
+            i.subject_type
         )));
     }
+    let resource_type = i.resource_type;
     let need_id = || {
-        resource_id
+        i.resource_id
             .filter(|id| !id.is_empty())
             .ok_or_else(|| bad(format!("a {resource_type} resource needs \"id\"")))
     };
     let (workspace, project, model) = match resource_type {
         "organization" => (None, None, None),
-        "workspace" => (Some(need_id()?), str_field(props, "project"), None),
-        "project" => (str_field(props, "workspace"), Some(need_id()?), None),
-        "model" => (
-            str_field(props, "workspace"),
-            str_field(props, "project"),
-            Some(need_id()?),
-        ),
+        "workspace" => (Some(need_id()?), i.project, None),
+        "project" => (i.workspace, Some(need_id()?), None),
+        "model" => (i.workspace, i.project, Some(need_id()?)),
         other => {
             return Ok(deny(format!(
                 "resource type \"{other}\" is not supported; use organization, workspace, project or model"
@@ -231,39 +250,148 @@ fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError>
         return Err(bad("a project resource needs properties.workspace"));
     }
     Ok(state.access.decide(
-        subject_id,
-        action_name,
+        i.subject_id,
+        i.action,
         workspace,
         project,
         model,
-        max_tokens,
+        i.max_tokens,
     ))
 }
 
-fn decision_json(d: &Decision) -> Value {
-    let mut context = Map::new();
-    if let Some(r) = &d.role {
-        context.insert("role".into(), json!(r));
+/// The common shape of a single evaluation, read straight into borrowed fields (no
+/// `Value` tree). Anything else (a missing member, a wrong type) does not fit and goes the
+/// general way, which names the problem.
+mod fast {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Request<'a> {
+        #[serde(borrow)]
+        pub subject: Entity<'a>,
+        #[serde(borrow)]
+        pub action: Action<'a>,
+        #[serde(borrow)]
+        pub resource: Entity<'a>,
+        #[serde(default)]
+        pub context: Option<Context>,
     }
-    if let Some(m) = d.max_tokens {
-        context.insert("max_tokens".into(), json!(m));
+
+    #[derive(Deserialize)]
+    pub struct Entity<'a> {
+        #[serde(rename = "type", borrow)]
+        pub kind: Cow<'a, str>,
+        #[serde(default, borrow)]
+        pub id: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        pub properties: Option<Properties<'a>>,
     }
-    if let Some(r) = d.rpm {
-        context.insert("rpm".into(), json!(r));
+
+    #[derive(Deserialize)]
+    pub struct Properties<'a> {
+        #[serde(default, borrow)]
+        pub workspace: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        pub project: Option<Cow<'a, str>>,
     }
-    if let Some(reason) = &d.reason {
-        context.insert("reason".into(), json!(reason));
-        context.insert("reason_admin".into(), json!({"en": reason}));
+
+    #[derive(Deserialize)]
+    pub struct Action<'a> {
+        #[serde(borrow)]
+        pub name: Cow<'a, str>,
     }
-    json!({"decision": d.allowed, "context": context})
+
+    #[derive(Deserialize)]
+    pub struct Context {
+        #[serde(default)]
+        pub max_tokens: Option<u64>,
+    }
 }
 
-async fn evaluation(state: State, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
-    let Value::Object(req) = body.into_inner() else {
-        return Err(bad("the request body must be a JSON object"));
+/// A decision as AuthZEN returns it: `decision`, and `context` with what was granted or
+/// why not.
+#[derive(serde::Serialize)]
+struct DecisionOut<'a> {
+    decision: bool,
+    context: DecisionContext<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct DecisionContext<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rpm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_admin: Option<ReasonAdmin<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ReasonAdmin<'a> {
+    en: &'a str,
+}
+
+fn decision_out(d: &Decision) -> DecisionOut<'_> {
+    DecisionOut {
+        decision: d.allowed,
+        context: DecisionContext {
+            role: d.role.as_deref(),
+            max_tokens: d.max_tokens,
+            rpm: d.rpm,
+            reason: d.reason.as_deref(),
+            reason_admin: d.reason.as_deref().map(|en| ReasonAdmin { en }),
+        },
+    }
+}
+
+fn decision_json(d: &Decision) -> Value {
+    serde_json::to_value(decision_out(d)).unwrap_or(Value::Null)
+}
+
+async fn evaluation(
+    state: State,
+    body: web::Json<Box<serde_json::value::RawValue>>,
+) -> Result<HttpResponse, ApiError> {
+    let text = body.get();
+    let d = match serde_json::from_str::<fast::Request<'_>>(text) {
+        Ok(r) => {
+            let props = r.resource.properties.as_ref();
+            decide_input(
+                &state,
+                &EvalInput {
+                    subject_type: &r.subject.kind,
+                    subject_id: r
+                        .subject
+                        .id
+                        .as_deref()
+                        .ok_or_else(|| bad("\"subject.id\" is required"))?,
+                    action: &r.action.name,
+                    resource_type: &r.resource.kind,
+                    resource_id: r.resource.id.as_deref(),
+                    workspace: props.and_then(|p| p.workspace.as_deref()),
+                    project: props.and_then(|p| p.project.as_deref()),
+                    max_tokens: r.context.as_ref().and_then(|c| c.max_tokens),
+                },
+            )?
+        }
+        Err(_) => {
+            let Ok(Value::Object(req)) = serde_json::from_str::<Value>(text) else {
+                return Err(bad("the request body must be a JSON object"));
+            };
+            decide(&state, &req)?
+        }
     };
-    let d = decide(&state, &req)?;
-    Ok(json_response(&decision_json(&d)))
+    let body = serde_json::to_vec(&decision_out(&d))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// AuthZEN batch: top-level subject/action/resource/context are defaults for each item of

@@ -38,6 +38,7 @@ both!(
     default_role_for_unmapped_users,
     project_and_organization_resources,
     user_paths_matched_by_hand,
+    evaluation_shapes_agree_with_the_batch_path,
 );
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_rolecall");
@@ -2211,4 +2212,77 @@ async fn user_paths_matched_by_hand(app: TestApp) {
         r.text
     );
     assert!(!r.text.contains("alice"), "{}", r.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The single evaluation reads the common request shape straight into typed fields and falls
+// back to the general reading for anything else; the batch endpoint always reads generally.
+// Both must decide alike.
+
+async fn evaluation_shapes_agree_with_the_batch_path(app: TestApp) {
+    let s = story(&app).await;
+    let plain = model_call("alice@example.com", HAIKU, "engineering", None);
+    let mut escaped = plain.clone();
+    escaped["subject"]["id"] = json!("alice\u{0040}example.com");
+    let escaped_text = plain
+        .to_string()
+        .replace("alice@example.com", "alice\\u0040example.com");
+    let mut extra = plain.clone();
+    extra["subject"]["properties"] = json!({"department": "R&D", "level": 3});
+    extra["resource"]["properties"]["region"] = json!("eu");
+    extra["action"]["properties"] = json!({"method": "POST"});
+    extra["context"] = json!({"max_tokens": 100, "time": "2026-11-24T10:00:00Z"});
+    let mut null_tokens = plain.clone();
+    null_tokens["context"] = json!({"max_tokens": null});
+    let mut number_project = plain.clone();
+    number_project["resource"]["properties"]["project"] = json!(7);
+    let mut number_context = plain.clone();
+    number_context["context"] = json!(5);
+    let mut opus = model_call("alice@example.com", OPUS, "engineering", None);
+    opus["context"] = json!({"max_tokens": 99999});
+    let mut group_subject = plain.clone();
+    group_subject["subject"]["type"] = json!("group");
+    let deactivated = model_call("ALICE@EXAMPLE.COM", HAIKU, "legal", None);
+    for (what, body) in [
+        ("plain", plain.clone()),
+        ("escaped id", escaped),
+        ("extra members", extra),
+        ("null max_tokens", null_tokens),
+        ("project a number", number_project),
+        ("context a number", number_context),
+        ("a denied model", opus),
+        ("a group subject", group_subject),
+        ("another workspace", deactivated),
+    ] {
+        let single = s.evaluate(&body).await;
+        let batch = s
+            .srv
+            .post(
+                "/access/v1/evaluations",
+                &json!({"evaluations": [body]}),
+                &s.lookup,
+            )
+            .await;
+        assert_eq!(single.status, 200, "{what}: {}", single.text);
+        assert_eq!(batch.status, 200, "{what}: {}", batch.text);
+        assert_eq!(
+            single.body, batch.body["evaluations"][0],
+            "{what}: single {} batch {}",
+            single.text, batch.text
+        );
+    }
+    // a body with a JSON escape inside a name, as raw text
+    let r = s
+        .srv
+        .client
+        .post(format!("{}/access/v1/evaluation", s.srv.address))
+        .bearer_auth(&s.lookup)
+        .header("content-type", "application/json")
+        .body(escaped_text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["decision"], json!(true), "{body}");
 }
