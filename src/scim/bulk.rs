@@ -1,6 +1,7 @@
 //! Bulk requests (RFC 7644 §3.7): the envelope parsed and validated as a whole, `bulkId:`
 //! references found in paths and data, an order in which every resource is created before
-//! the operations that reference it (§3.7.1, §3.7.2), circular references detected, and
+//! the operations that reference it (§3.7.1, §3.7.2), circular references detected (and
+//! the data a cycle's POST can be created with before the rest of the cycle exists), and
 //! references replaced by the ids that were created. Performing the operations is the
 //! caller's job.
 //!
@@ -369,6 +370,54 @@ fn substitute(v: &mut Value, ids: &HashMap<String, String>) {
     }
 }
 
+/// The first half of a POST on a cycle of references (RFC 7644 §3.7.1): its data without
+/// whatever refers to a bulkId in `pending` (a POST of the cycle not performed yet), the
+/// other references replaced. What is left out is an array element (a member) or an object
+/// member (`manager`) that contains such a reference anywhere; [`resolve`] of the whole
+/// operation, once the rest of the cycle exists, gives the complete data.
+pub fn resolve_without(
+    op: &Operation,
+    outcomes: &Outcomes,
+    pending: &HashSet<String>,
+) -> Result<Resolved, ProtocolError> {
+    let mut stripped = op.clone();
+    if let Some(d) = stripped.data.as_mut() {
+        strip(d, pending);
+    }
+    resolve(&stripped, outcomes)
+}
+
+/// Is `v` a reference to a bulkId in `pending`?
+fn pending_ref(v: &Value, pending: &HashSet<String>) -> bool {
+    v.as_str()
+        .and_then(reference)
+        .is_some_and(|b| pending.contains(b))
+}
+
+/// Does `v` refer to a bulkId in `pending` anywhere?
+fn refers_to(v: &Value, pending: &HashSet<String>) -> bool {
+    let mut refs = Vec::new();
+    collect_references(v, &mut refs);
+    refs.iter().any(|b| pending.contains(b))
+}
+
+/// Leave out of `v` the array elements that refer to `pending` anywhere (a member), the
+/// object members that are such a reference, and the complex values that hold one directly
+/// (`"manager": {"value": "bulkId:x"}`); containers themselves stay.
+fn strip(v: &mut Value, pending: &HashSet<String>) {
+    match v {
+        Value::Array(items) => items.retain(|i| !refers_to(i, pending)),
+        Value::Object(o) => {
+            o.retain(|_, i| match i {
+                Value::Object(inner) => !inner.values().any(|x| pending_ref(x, pending)),
+                other => !pending_ref(other, pending),
+            });
+            o.values_mut().for_each(|i| strip(i, pending));
+        }
+        _ => {}
+    }
+}
+
 /// The BulkResponse body for the operation results given, in request order.
 pub fn response(results: Vec<Map<String, Value>>) -> Value {
     let ops: Vec<Value> = results.into_iter().map(Value::Object).collect();
@@ -380,6 +429,40 @@ mod tests {
     use super::*;
     use crate::scim::error::ScimType;
     use serde_json::json;
+
+    #[test]
+    fn a_cycle_member_is_first_created_without_its_pending_references() {
+        let body = json!({"schemas": [BULK_REQUEST_SCHEMA], "Operations": [
+            {"method": "POST", "path": "/Groups", "bulkId": "a", "data": {
+                "displayName": "A",
+                "members": [{"value": "bulkId:b"}, {"value": "bulkId:u"}, {"value": "kept"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "v", "data": {
+                "userName": "v",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                    "department": "R&D", "manager": {"value": "bulkId:b"}}}},
+        ]});
+        let req = parse_request(body, 10).unwrap();
+        let outcomes: Outcomes = [("u".to_string(), Some("id-u".to_string()))].into();
+        let pending: HashSet<String> = ["b".to_string()].into();
+        let a = resolve_without(&req.operations[0], &outcomes, &pending).unwrap();
+        assert_eq!(
+            a.data.unwrap()["members"],
+            json!([{"value": "id-u"}, {"value": "kept"}])
+        );
+        let v = resolve_without(&req.operations[1], &outcomes, &pending).unwrap();
+        assert_eq!(
+            v.data.unwrap()["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+            json!({"department": "R&D"})
+        );
+        // once b exists, the whole operation resolves
+        let mut done = outcomes.clone();
+        done.insert("b".into(), Some("id-b".into()));
+        let full = resolve(&req.operations[0], &done).unwrap();
+        assert_eq!(
+            full.data.unwrap()["members"],
+            json!([{"value": "id-b"}, {"value": "id-u"}, {"value": "kept"}])
+        );
+    }
 
     fn req(ops: Value) -> Value {
         json!({"schemas": [BULK_REQUEST_SCHEMA], "Operations": ops})

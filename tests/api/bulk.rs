@@ -11,6 +11,7 @@ use crate::helpers::{new_token, send, Resp, TestApp, GROUP, PATCH_OP, USER};
 const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 both!(
     users_and_a_group_by_bulk_id,
@@ -248,50 +249,102 @@ async fn forward_references(app: TestApp) {
 }
 
 async fn circular_and_unresolvable_references(app: TestApp) {
+    let manager = |bulk_id: &str, user_name: &str, boss: &str| {
+        json!({"method": "POST", "path": "/Users", "bulkId": bulk_id, "data": {
+            "schemas": [USER, ENTERPRISE], "userName": user_name,
+            ENTERPRISE: {"department": "Ops", "manager": {"value": format!("bulkId:{boss}")}}}})
+    };
     let r = bulk(
         &app,
         json!([
             // RFC 7644 §3.7.1's example: two groups that are members of each other
             post_group("qwerty", "Group A", &["bulkId:ytrewq"]),
-            post_group("ytrewq", "Group B", &["bulkId:qwerty"]),
-            // a group that is its own member
+            post_group("ytrewq", "Group B", &["bulkId:qwerty", "bulkId:u"]),
+            // a group that is its own member: created, but its completion is refused as a
+            // PUT making a group its own member is
             post_group("self", "Group S", &["bulkId:self"]),
-            // depends on a group of the cycle, which was never created
+            // two users, each the other's manager
+            manager("m1", "m1@example.com", "m2"),
+            manager("m2", "m2@example.com", "m1"),
+            // depends on a group of the cycle: runs after the cycle is complete
             post_group("after", "Group C", &["bulkId:qwerty"]),
             // references a bulkId that no operation defines
             post_group("lost", "Group D", &["bulkId:nobody"]),
             {"method": "DELETE", "path": "/Users/bulkId:nobody"},
-            // unaffected by the failures around it
+            // a cycle member's plain reference, unaffected by the failures around it
             post_user("u", "u@example.com"),
         ]),
     )
     .await;
     let ops = operations(&r);
-    assert_eq!(ops.len(), 7, "{}", r.text);
-    for op in &ops[0..3] {
-        assert_op_error(op, 409, None);
-        assert!(op.get("location").is_none(), "{op}");
+    assert_eq!(ops.len(), 9, "{}", r.text);
+    for op in ops[0..2].iter().chain(&ops[3..6]).chain(&ops[8..9]) {
+        assert_eq!(op["status"], "201", "{op}");
     }
-    assert_eq!(ops[0]["bulkId"], "qwerty");
-    assert!(ops[0]["response"]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("circular"));
-    assert_op_error(&ops[3], 400, Some("invalidValue"));
-    assert!(ops[3]["response"]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("qwerty"));
-    assert_op_error(&ops[4], 400, Some("invalidValue"));
-    assert!(ops[4]["response"]["detail"]
+    assert_op_error(&ops[2], 400, Some("invalidValue"));
+    let a = id_of(&app, &ops[0], "Groups");
+    let b = id_of(&app, &ops[1], "Groups");
+    let s = id_of(&app, &ops[2], "Groups");
+    let m1 = id_of(&app, &ops[3], "Users");
+    let m2 = id_of(&app, &ops[4], "Users");
+    let c = id_of(&app, &ops[5], "Groups");
+    let u = id_of(&app, &ops[8], "Users");
+    // each cycle member has its whole data, and reports the version after its completion
+    let ga = app.get(&format!("/scim/v2/Groups/{a}")).await;
+    assert_eq!(member_ids(&ga.body), vec![b.clone()], "{}", ga.text);
+    assert_eq!(ops[0]["version"], ga.body["meta"]["version"], "{}", ga.text);
+    let gb = app.get(&format!("/scim/v2/Groups/{b}")).await;
+    let mut want = vec![a.clone(), u.clone()];
+    want.sort();
+    assert_eq!(member_ids(&gb.body), want, "{}", gb.text);
+    let gs = app.get(&format!("/scim/v2/Groups/{s}")).await;
+    assert!(member_ids(&gs.body).is_empty(), "{}", gs.text);
+    let gc = app.get(&format!("/scim/v2/Groups/{c}")).await;
+    assert_eq!(member_ids(&gc.body), vec![a.clone()], "{}", gc.text);
+    for (id, boss) in [(&m1, &m2), (&m2, &m1)] {
+        let r = app.get(&format!("/scim/v2/Users/{id}")).await;
+        assert_eq!(
+            r.body[ENTERPRISE]["manager"]["value"],
+            json!(boss),
+            "{}",
+            r.text
+        );
+        assert_eq!(r.body[ENTERPRISE]["department"], "Ops", "{}", r.text);
+    }
+    assert_op_error(&ops[6], 400, Some("invalidValue"));
+    assert!(ops[6]["response"]["detail"]
         .as_str()
         .unwrap()
         .contains("nobody"));
-    assert_op_error(&ops[5], 400, Some("invalidValue"));
-    assert!(ops[5].get("location").is_none(), "{}", ops[5]);
-    assert_eq!(ops[6]["status"], "201");
-    assert_eq!(total(&app, "Groups").await, 0);
-    assert_eq!(total(&app, "Users").await, 1);
+    assert_op_error(&ops[7], 400, Some("invalidValue"));
+    assert!(ops[7].get("location").is_none(), "{}", ops[7]);
+    assert_eq!(total(&app, "Groups").await, 4);
+    assert_eq!(total(&app, "Users").await, 3);
+
+    // a cycle whose other POST fails: the failure runs first (it is the dependency), so
+    // the member that refers to it fails too and nothing of either is created
+    let r = bulk(
+        &app,
+        json!([
+            post_group("x", "Group X", &["bulkId:y"]),
+            // userName missing: this POST fails
+            {"method": "POST", "path": "/Users", "bulkId": "y",
+             "data": {"schemas": [USER, ENTERPRISE], ENTERPRISE: {"manager": {"value": "bulkId:x"}}}},
+        ]),
+    )
+    .await;
+    let ops = operations(&r);
+    assert_eq!(ops.len(), 2, "{}", r.text);
+    for op in &ops {
+        assert_op_error(op, 400, Some("invalidValue"));
+        assert!(op.get("location").is_none(), "{op}");
+    }
+    assert!(ops[0]["response"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("failed"));
+    assert_eq!(total(&app, "Groups").await, 4);
+    assert_eq!(total(&app, "Users").await, 3);
 }
 
 async fn fail_on_errors_stops_processing(app: TestApp) {

@@ -2,11 +2,15 @@
 //! and checked whole by [`crate::scim::bulk`]: a bad envelope, or more than maxOperations
 //! operations, performs nothing. Then every operation goes through the same writes as the
 //! single-resource endpoints (validation, the audit entry with the caller's actor, metrics),
-//! dependencies first, and reports its own status; `failOnErrors` stops the run early.
+//! dependencies first, and reports its own status; `failOnErrors` stops the run early. POSTs
+//! on a cycle of references are created without the references that cannot be resolved yet
+//! and completed by a replace as soon as the rest of the cycle exists (RFC 7644 §3.7.1).
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use std::collections::HashSet;
+
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -73,30 +77,66 @@ async fn post(
     let mut results: Vec<Option<Map<String, Value>>> = vec![None; request.operations.len()];
     let mut outcomes = Outcomes::new();
     let mut errors = 0;
-    for step in bulk::plan(&request.operations) {
+    let steps = bulk::plan(&request.operations);
+    // RFC 7644 §3.7.1: a POST on a cycle of references is created without what refers to
+    // the cycle's POSTs not performed yet, and completed by a replace once they all exist
+    let mut pending: HashSet<String> = steps
+        .iter()
+        .filter(|s| s.circular)
+        .filter_map(|s| request.operations.get(s.index)?.bulk_id.clone())
+        .collect();
+    let mut deferred: Vec<(usize, String)> = Vec::new();
+    // count a failed operation; true when failOnErrors says to stop
+    let failed = |errors: &mut usize, failed: bool| {
+        if failed {
+            *errors += 1;
+        }
+        request.fail_on_errors.is_some_and(|max| *errors >= max)
+    };
+    'steps: for step in steps {
         let Some(op) = request.operations.get(step.index) else {
             continue;
         };
-        let outcome = if step.circular {
-            Outcome {
-                target: None,
-                result: Err(circular(op)),
-            }
+        let resolved = if step.circular {
+            bulk::resolve_without(op, &outcomes, &pending)
         } else {
-            perform(&state, &caller.0, op, &outcomes).await
+            bulk::resolve(op, &outcomes)
         };
+        let outcome = perform(&state, &caller.0, op, resolved).await;
         if let (Method::Post, Some(b)) = (op.method, &op.bulk_id) {
             let created = outcome.result.as_ref().ok().map(|d| d.id.clone());
+            if let (true, Some(id)) = (step.circular, &created) {
+                deferred.push((step.index, id.clone()));
+            }
+            pending.remove(b);
             outcomes.insert(b.clone(), created);
         }
-        let failed = outcome.result.is_err();
+        let is_err = outcome.result.is_err();
         if let Some(slot) = results.get_mut(step.index) {
             *slot = Some(entry(op, &base, outcome));
         }
-        if failed {
-            errors += 1;
-            if request.fail_on_errors.is_some_and(|max| errors >= max) {
-                break;
+        if failed(&mut errors, is_err) {
+            break;
+        }
+        // complete the cycle members whose references all exist now
+        let (ready, waiting): (Vec<_>, Vec<_>) = deferred.into_iter().partition(|(i, _)| {
+            request
+                .operations
+                .get(*i)
+                .is_none_or(|op| op.references().iter().all(|b| !pending.contains(b)))
+        });
+        deferred = waiting;
+        for (index, id) in ready {
+            let Some(op) = request.operations.get(index) else {
+                continue;
+            };
+            let outcome = complete(&state, &caller.0, op, id, &outcomes).await;
+            let is_err = outcome.result.is_err();
+            if let Some(slot) = results.get_mut(index) {
+                *slot = Some(entry(op, &base, outcome));
+            }
+            if failed(&mut errors, is_err) {
+                break 'steps;
             }
         }
     }
@@ -106,20 +146,51 @@ async fn post(
         .body(body.to_string()))
 }
 
-fn circular(op: &Operation) -> ScimError {
-    ScimError::new(
-        StatusCode::CONFLICT,
-        None,
-        format!(
-            "the bulkId references of \"{}\" lead back to itself; circular references are not resolved (RFC 7644 §3.7.1)",
-            op.bulk_id.as_deref().unwrap_or_default()
-        ),
-    )
+/// The second half of a POST on a cycle of references: the resource `id` it created gets
+/// its complete data (every reference resolved now) by a replace; the operation reports 201
+/// with the version after it.
+async fn complete(
+    state: &AppState,
+    actor: &Actor,
+    op: &Operation,
+    id: String,
+    outcomes: &Outcomes,
+) -> Outcome {
+    let data = match bulk::resolve(op, outcomes) {
+        Ok(r) => r.data.unwrap_or_default(),
+        Err(e) => {
+            return Outcome {
+                target: Some(id),
+                result: Err(e.into()),
+            }
+        }
+    };
+    let version = match op.kind {
+        ResourceKind::User => users::replace_one(state, &id, data, None, actor)
+            .await
+            .map(|u| u.version),
+        ResourceKind::Group => groups::replace_one(state, &id, data, None, false, actor)
+            .await
+            .map(|g| g.version),
+    };
+    Outcome {
+        target: Some(id.clone()),
+        result: version.map(|v| Done {
+            id,
+            version: Some(v),
+            status: StatusCode::CREATED,
+        }),
+    }
 }
 
-/// Resolve the operation's references, then perform it as the single-resource endpoint would.
-async fn perform(state: &AppState, actor: &Actor, op: &Operation, outcomes: &Outcomes) -> Outcome {
-    let resolved = match bulk::resolve(op, outcomes) {
+/// Perform the operation (its references resolved) as the single-resource endpoint would.
+async fn perform(
+    state: &AppState,
+    actor: &Actor,
+    op: &Operation,
+    resolved: Result<bulk::Resolved, crate::scim::error::ProtocolError>,
+) -> Outcome {
+    let resolved = match resolved {
         Ok(r) => r,
         Err(e) => {
             let target = op.id.clone().filter(|id| bulk::reference(id).is_none());

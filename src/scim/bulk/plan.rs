@@ -1,6 +1,7 @@
 //! The order of a bulk request's operations (RFC 7644 §3.7, §3.7.1): a POST whose bulkId
 //! another operation references runs before it, so forward references work; operations on a
-//! cycle of references are found (Tarjan's algorithm) and fail instead of running.
+//! cycle of references are found (Tarjan's algorithm) and marked, so that they can be created
+//! in two steps (see `http::scim::bulk`).
 
 use std::collections::HashMap;
 
@@ -11,8 +12,8 @@ use super::{Method, Operation};
 pub struct Step {
     /// Its index in the request.
     pub index: usize,
-    /// It is part of a circular chain of bulkId references (RFC 7644 §3.7.1): it cannot be
-    /// performed and fails with 409.
+    /// It is part of a circular chain of bulkId references (RFC 7644 §3.7.1): it is created
+    /// without its references to the chain's POSTs not yet performed, then completed.
     pub circular: bool,
 }
 
