@@ -30,7 +30,7 @@ impl Dialect {
         match (self.0, root) {
             (Backend::Sqlite, Root::Doc) => "r.doc",
             (Backend::Sqlite, Root::Elem) => "je.value",
-            (Backend::Postgres, Root::Doc) => "r.doc::jsonb",
+            (Backend::Postgres, Root::Doc) => "r.doc_json",
             (Backend::Postgres, Root::Elem) => "je.v",
         }
     }
@@ -170,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             Dialect(Backend::Postgres).text(Root::Doc, &[urn, "department"]),
-            format!("(r.doc::jsonb #>> '{{\"{urn}\",\"department\"}}')")
+            format!("(r.doc_json #>> '{{\"{urn}\",\"department\"}}')")
         );
         assert_eq!(
             Dialect(Backend::Postgres).boolean(Root::Elem, &["primary"]),
@@ -183,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             Dialect(Backend::Postgres).first_element(&["emails"], "primary", true),
-            "((r.doc::jsonb #> '{\"emails\",0,\"primary\"}')::text)"
+            "((r.doc_json #> '{\"emails\",0,\"primary\"}')::text)"
         );
     }
 }
