@@ -94,14 +94,6 @@ pub struct RoleAnswer {
 }
 
 impl RoleAnswer {
-    pub fn user(&self) -> &UserOut {
-        &self.view.user
-    }
-
-    pub fn roles(&self) -> &[Grant] {
-        &self.view.grants
-    }
-
     /// The answer as JSON: `user`, `groups`, `roles`, `effective` (when a workspace was asked
     /// about; null for no role there) and `mapping_version`.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
