@@ -110,8 +110,9 @@ impl RoleAnswer {
     }
 }
 
-/// Recently made views, direct-mapped by user index: a fixed number of slots, so memory stays
-/// bounded whatever the size of the directory (a view is about a kilobyte).
+/// Recently made views, direct-mapped by user index: a fixed number of slots
+/// (`--lookup-cache-users`), so memory stays bounded whatever the size of the directory (a
+/// view is 1–2 KB).
 pub(crate) struct ViewCache {
     slots: Box<[std::sync::Mutex<Option<Arc<UserView>>>]>,
 }
@@ -271,5 +272,60 @@ impl Access {
     pub fn token_claims(&self, user_key: &str) -> Result<(UserOut, Vec<Grant>), LookupError> {
         let view = self.view(user_key)?;
         Ok((view.user.clone(), view.grants.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::document::MappingDocument;
+    use crate::roles::resolve::CompiledMapping;
+
+    fn mapping(version: i64) -> Arc<Mapping> {
+        Arc::new(Mapping {
+            version,
+            compiled: CompiledMapping::new(MappingDocument::default()).expect("empty mapping"),
+        })
+    }
+
+    fn view(index: u32, generation: u64, mapping: &Arc<Mapping>) -> Arc<UserView> {
+        Arc::new(UserView {
+            index,
+            generation,
+            mapping: Arc::clone(mapping),
+            user: UserOut {
+                id: format!("u{index}"),
+                user_name: format!("user{index}"),
+                active: true,
+            },
+            grants: Vec::new(),
+            head: b"{".to_vec(),
+        })
+    }
+
+    #[test]
+    fn a_view_is_served_only_for_its_user_generation_and_mapping() {
+        let m1 = mapping(1);
+        let cache = ViewCache::new(2);
+        cache.put(view(0, 7, &m1));
+        assert!(cache.get(0, 7, &m1).is_some());
+        // another generation or another mapping (even with the same version number): stale
+        assert!(cache.get(0, 8, &m1).is_none());
+        assert!(cache.get(0, 7, &mapping(1)).is_none());
+        // user 2 shares user 0's slot (2 slots): it replaces it, and is never taken for it
+        cache.put(view(2, 7, &m1));
+        assert!(cache.get(0, 7, &m1).is_none());
+        assert_eq!(
+            cache.get(2, 7, &m1).map(|v| v.user.id.clone()),
+            Some("u2".into())
+        );
+        // user 1 has the other slot
+        cache.put(view(1, 7, &m1));
+        assert!(cache.get(2, 7, &m1).is_some());
+        // a cache of one slot (the CLI's) still answers correctly
+        let one = ViewCache::new(1);
+        one.put(view(5, 1, &m1));
+        assert!(one.get(6, 1, &m1).is_none());
+        assert!(one.get(5, 1, &m1).is_some());
     }
 }

@@ -48,9 +48,6 @@ pub struct Access {
     views: lookup::ViewCache,
 }
 
-/// How many resolved users lookups keep (about a kilobyte each).
-const VIEW_CACHE_SLOTS: usize = 32 * 1024;
-
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -72,7 +69,8 @@ pub enum AccessError {
 impl Access {
     /// Load everything from the database. Feed entries written while loading are
     /// re-applied afterwards (reloads are idempotent).
-    pub async fn load(store: Store) -> Result<Arc<Self>, AccessError> {
+    /// `view_slots`: how many resolved users lookups keep (see `lookup::ViewCache`).
+    pub async fn load(store: Store, view_slots: usize) -> Result<Arc<Self>, AccessError> {
         let start_seq = store.last_change().await?;
         // sequence numbers just below the start that are not committed yet may still commit
         // (PostgreSQL hands them out at insert time): ask for them again for a while
@@ -114,7 +112,7 @@ impl Access {
             feed: tokio::sync::Mutex::new(FeedState::new(start_seq, &initial_gaps)),
             applied_local: AtomicU64::new(local),
             applied_tokens: AtomicU64::new(local_tokens),
-            views: lookup::ViewCache::new(VIEW_CACHE_SLOTS),
+            views: lookup::ViewCache::new(view_slots),
         }))
     }
 
