@@ -240,11 +240,6 @@ impl Directory {
         }
     }
 
-    /// Find a user by id, userName (case-insensitive) or externalId.
-    pub fn find_user(&self, key: &str) -> Option<&UserRecord> {
-        self.find_user_index(key).and_then(|i| self.user_at(i))
-    }
-
     /// The index of the user `key` names (id, userName case-insensitively, or externalId).
     pub(crate) fn find_user_index(&self, key: &str) -> Option<u32> {
         let i = self
@@ -327,6 +322,10 @@ impl Directory {
 mod tests {
     use super::*;
 
+    fn find_user<'d>(d: &'d Directory, key: &str) -> Option<&'d UserRecord> {
+        d.find_user_index(key).and_then(|i| d.user_at(i))
+    }
+
     fn user(id: &str, name: &str, active: bool) -> UserRecord {
         UserRecord {
             id: id.into(),
@@ -364,10 +363,10 @@ mod tests {
         assert_eq!(names(&d, "u1"), vec!["all", "engineering"]);
         assert_eq!(names(&d, "u2"), vec!["all", "engineering", "platform"]);
         assert_eq!(
-            d.find_user("alice@x.com").map(|u| u.id.as_str()),
+            find_user(&d, "alice@x.com").map(|u| u.id.as_str()),
             Some("u1")
         );
-        assert_eq!(d.find_user("ext-u2").map(|u| u.id.as_str()), Some("u2"));
+        assert_eq!(find_user(&d, "ext-u2").map(|u| u.id.as_str()), Some("u2"));
         // cycle: g1 in g3 in g1
         d.set_group(
             group("g1", "engineering"),
@@ -384,10 +383,10 @@ mod tests {
         d.remove_group("g1");
         assert_eq!(names(&d, "u1"), Vec::<String>::new());
         d.upsert_user(user("u1", "alice2@x.com", false));
-        assert!(d.find_user("alice@x.com").is_none());
-        assert!(!d.find_user("alice2@x.com").unwrap().active);
+        assert!(find_user(&d, "alice@x.com").is_none());
+        assert!(!find_user(&d, "alice2@x.com").unwrap().active);
         d.remove_user("u1");
-        assert!(d.find_user("u1").is_none());
+        assert!(find_user(&d, "u1").is_none());
         assert_eq!(d.user_count(), 1);
     }
 }
