@@ -516,7 +516,7 @@ fn measure(
         println!("round {}/{}:", round + 1, opts.rounds);
         for v in VARIANTS {
             // Alternate the PUT's list between users d..2d and 0..d (the seeded list).
-            let put_list = if (2 * round + v as usize) % 2 == 0 {
+            let put_list = if (2 * round + v as usize).is_multiple_of(2) {
                 d..2 * d
             } else {
                 0..d

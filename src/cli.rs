@@ -125,6 +125,9 @@ pub struct ServeArgs {
     /// How many resolved users role lookups keep cached (about 1-2 KB each).
     #[arg(long, env = "ROLECALL_LOOKUP_CACHE_USERS", default_value_t = 65536)]
     pub lookup_cache_users: usize,
+    /// SQLite: user documents kept in memory for single-user SCIM reads (0 = always read the database).
+    #[arg(long, env = "ROLECALL_SCIM_CACHE_USERS", default_value_t = 16384)]
+    pub scim_cache_users: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,9 +174,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 role_token_ttl_secs: a.role_token_ttl.clamp(1, 86_400),
                 role_token_audience: a.role_token_audience,
                 lookup_cache_users: a.lookup_cache_users.max(1),
+                scim_cache_users: a.scim_cache_users,
                 ..Settings::default()
             };
             tracing::info!(settings = ?settings, "starting rolecall");
+            let writers = startup::claim(&settings)?;
             let store = startup::connect(&settings).await?;
             if let Some(file) = &a.mappings {
                 let access = Access::load(store.clone(), NO_LOOKUPS).await?;
@@ -184,7 +189,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(apply_error)?;
                 tracing::info!(file = %file.display(), version, changes = !diff.is_empty(), "applied mapping file");
             }
-            let app = Application::build_with_store(settings, store).await?;
+            let app = Application::build_claimed(settings, store, writers).await?;
             tracing::info!(port = app.port(), "listening");
             app.run_until_stopped(startup::shutdown_signal()).await
         }

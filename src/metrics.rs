@@ -2,7 +2,8 @@
 //! operations by resource and kind, and database pool usage (sampled at scrape time).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::store::Store;
@@ -14,6 +15,8 @@ pub struct Metrics {
     latency: HistogramVec,
     scim_ops: IntCounterVec,
     pool: IntGaugeVec,
+    user_reads_memory: IntCounter,
+    user_reads_database: IntCounter,
 }
 
 impl Metrics {
@@ -51,16 +54,27 @@ impl Metrics {
             ),
             &["pool", "state"],
         )?;
+        let user_reads = IntCounterVec::new(
+            Opts::new(
+                "rolecall_scim_user_reads_total",
+                "SCIM reads of one user by id, userName or externalId, by where they were \
+                 answered from (memory: SQLite only, see README)",
+            ),
+            &["source"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(scim_ops.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(user_reads.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             scim_ops,
             pool,
+            user_reads_memory: user_reads.with_label_values(&["memory"]),
+            user_reads_database: user_reads.with_label_values(&["database"]),
         })
     }
 
@@ -72,6 +86,15 @@ impl Metrics {
         self.latency
             .with_label_values(&[route, method])
             .observe(seconds);
+    }
+
+    /// A single-user SCIM read, answered from memory or from the database.
+    pub fn user_read(&self, from_memory: bool) {
+        if from_memory {
+            self.user_reads_memory.inc();
+        } else {
+            self.user_reads_database.inc();
+        }
     }
 
     pub fn scim_op(&self, resource: &str, kind: &str) {

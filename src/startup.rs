@@ -15,6 +15,7 @@ use crate::access::{keys, Access};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::store::serve_lock::{self, Writers};
 use crate::store::{Actor, Store, StoreOptions};
 
 pub struct Application {
@@ -22,18 +23,42 @@ pub struct Application {
     server: Server,
     store: Store,
     follower: tokio::task::JoinHandle<()>,
+    /// Held while serving: on SQLite, the lock that keeps a second server off the file.
+    _writers: Writers,
+}
+
+/// Claim the configured database for one server (SQLite: fails if another `rolecall serve`
+/// uses the file; see `store::serve_lock`).
+pub fn claim(settings: &Settings) -> anyhow::Result<Writers> {
+    Ok(serve_lock::claim(&settings.database_url)?)
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let writers = claim(&settings)?;
         let store = connect(&settings).await?;
-        Self::build_with_store(settings, store).await
+        Self::build_claimed(settings, store, writers).await
     }
 
+    /// Build on a connected store, claiming its database first.
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
+        let writers = claim(&settings)?;
+        Self::build_claimed(settings, store, writers).await
+    }
+
+    /// Build on a connected store whose database `writers` says who may write to.
+    pub async fn build_claimed(
+        settings: Settings,
+        store: Store,
+        writers: Writers,
+    ) -> anyhow::Result<Self> {
         let access = Access::load(store.clone(), settings.lookup_cache_users)
             .await
             .context("loading users, groups and mappings")?;
+        if writers.sole() {
+            // nobody else writes users or groups: single-user reads can come from memory
+            access.serve_user_reads(settings.scim_cache_users);
+        }
         if !access.keys().has_active() {
             let actor = Actor {
                 name: "rolecall".into(),
@@ -78,6 +103,7 @@ impl Application {
             server,
             store,
             follower,
+            _writers: writers,
         })
     }
 

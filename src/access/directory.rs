@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use crate::scim::key::UserKey;
+
 /// A user as the directory knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -13,6 +15,8 @@ pub struct UserRecord {
     pub user_name: String,
     pub external_id: Option<String>,
     pub active: bool,
+    /// `meta.version` of the stored user (0 for a placeholder).
+    pub version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +214,7 @@ impl Directory {
                 user_name: String::new(),
                 external_id: None,
                 active: false,
+                version: 0,
             },
             groups: vec![gi],
         });
@@ -248,6 +253,28 @@ impl Directory {
             .or_else(|| self.by_name.get(crate::roles::fold_cow(key).as_ref()))
             .or_else(|| self.by_external.get(key))?;
         self.user_at(*i).map(|_| *i)
+    }
+
+    /// The index of the user with exactly this key: an id, a userName (case-insensitively)
+    /// or an externalId, as the SCIM filter `key eq "…"` means it.
+    pub(crate) fn user_index_by(&self, key: UserKey<'_>) -> Option<u32> {
+        let i = match key {
+            UserKey::Id(id) => self.user_idx.get(id),
+            UserKey::UserName(name) => self.by_name.get(crate::roles::fold_cow(name).as_ref()),
+            UserKey::ExternalId(e) => self.by_external.get(e),
+        }?;
+        self.user_at(*i).map(|_| *i)
+    }
+
+    /// The groups the user at `ui` is a direct member of, in no particular order.
+    pub(crate) fn direct_groups_of_index(&self, ui: u32) -> impl Iterator<Item = &GroupRecord> {
+        let direct = match self.users.get(ui as usize) {
+            Some(Some(user)) => user.groups.as_slice(),
+            _ => &[],
+        };
+        direct
+            .iter()
+            .filter_map(|g| self.groups.get(*g as usize)?.as_ref().map(|g| &g.rec))
     }
 
     pub(crate) fn user_at(&self, i: u32) -> Option<&UserRecord> {
@@ -332,6 +359,7 @@ mod tests {
             user_name: name.into(),
             external_id: Some(format!("ext-{id}")),
             active,
+            version: 1,
         }
     }
     fn group(id: &str, name: &str) -> GroupRecord {

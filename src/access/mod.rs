@@ -13,10 +13,11 @@ mod feed;
 pub mod keys;
 mod lookup;
 pub mod mappings;
+mod user_docs;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use crate::roles::document::MappingDocument;
@@ -26,6 +27,7 @@ use directory::Directory;
 pub use feed::FeedState;
 pub use keys::KeySet;
 pub use lookup::{LookupError, RoleAnswer};
+pub use user_docs::UserRead;
 
 /// The mapping in force and the version it has in the database (0 = never applied).
 pub struct Mapping {
@@ -46,6 +48,8 @@ pub struct Access {
     applied_tokens: AtomicU64,
     /// Per-user work shared by lookups, evaluations and role tokens.
     views: lookup::ViewCache,
+    /// Set when SCIM reads of single users may be answered from memory (see `user_docs`).
+    user_docs: OnceLock<user_docs::UserDocs>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -113,6 +117,7 @@ impl Access {
             applied_local: AtomicU64::new(local),
             applied_tokens: AtomicU64::new(local_tokens),
             views: lookup::ViewCache::new(view_slots),
+            user_docs: OnceLock::new(),
         }))
     }
 

@@ -124,6 +124,18 @@ impl From<StoreError> for ScimError {
     }
 }
 
+impl From<crate::access::AccessError> for ScimError {
+    fn from(e: crate::access::AccessError) -> Self {
+        match e {
+            crate::access::AccessError::Store(s) => s.into(),
+            other => {
+                tracing::error!(error = %other, "in-memory directory");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
+            }
+        }
+    }
+}
+
 impl From<AuthError> for ScimError {
     fn from(e: AuthError) -> Self {
         match e {

@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod cursor;
 pub mod error;
 pub mod filter;
+pub mod key;
 pub mod patch;
 pub mod projection;
 pub mod resource;

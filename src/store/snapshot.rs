@@ -11,7 +11,8 @@ use crate::access::directory::{GroupRecord, Member, UserRecord};
 
 /// `active` as a BIGINT in both back-ends (the Any driver cannot decode SQLite booleans).
 const USER_COLS: &str =
-    "id, user_name, external_id, CAST(CASE WHEN active THEN 1 ELSE 0 END AS BIGINT) AS active";
+    "id, user_name, external_id, CAST(CASE WHEN active THEN 1 ELSE 0 END AS BIGINT) AS active, \
+     version";
 
 fn user_record(row: &sqlx::any::AnyRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -19,6 +20,7 @@ fn user_record(row: &sqlx::any::AnyRow) -> Result<UserRecord> {
         user_name: row.try_get("user_name")?,
         external_id: row.try_get("external_id")?,
         active: row.try_get::<i64, _>("active")? != 0,
+        version: row.try_get("version")?,
     })
 }
 

@@ -829,11 +829,13 @@ async fn assert_database_unavailable(app_address: &str, token: &str) {
             .request(method, format!("{app_address}{path}"))
             .bearer_auth(token)
     };
-    // reads, writes, and authentication itself (the token is looked up in the database)
+    // reads, writes, and authentication itself (the token is looked up in the database).
+    // Reads of one user by id or userName are not among them: a SQLite server, the only
+    // writer of its database, answers those from memory (tests/api/user_reads.rs).
     let user = json!({"schemas": [USER], "userName": "down@example.com"}).to_string();
     let scim_requests: Vec<_> = [
         scim(Method::GET, "/scim/v2/Users"),
-        scim(Method::GET, &format!("/scim/v2/Users/{}", random_id())),
+        scim(Method::GET, &format!("/scim/v2/Groups/{}", random_id())),
         scim(Method::POST, "/scim/v2/Users")
             .header("content-type", "application/scim+json")
             .body(user),

@@ -14,4 +14,5 @@ mod groups;
 mod idp_replay;
 mod roles;
 mod search;
+mod user_reads;
 mod users;

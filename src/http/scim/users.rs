@@ -10,12 +10,14 @@ use super::{
     base_url, if_match, list_params, meta, method_not_allowed, not_modified, page_response,
     projection, resource_response,
 };
+use crate::access::UserRead;
 use crate::http::error::ScimError;
 use crate::http::{AppState, Caller, State};
 use crate::provision;
+use crate::scim::key::{user_key, UserKey};
 use crate::scim::resource::ResourceKind;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
-use crate::store::{Actor, UserRow};
+use crate::store::{Actor, StoreError, UserRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -94,7 +96,15 @@ async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let user = state.store.get_user(&id).await?;
+    let user = match from_memory(&state, UserKey::Id(&id)).await? {
+        Some(UserRead::Found(user)) => user,
+        Some(UserRead::Absent) => return Err(StoreError::NotFound.into()),
+        None => {
+            let user = state.store.get_user(&id).await?;
+            state.access.remember_user(&user);
+            user
+        }
+    };
     if not_modified(&req, user.version) {
         return Ok(HttpResponse::NotModified()
             .insert_header(("ETag", super::etag(user.version)))
@@ -152,7 +162,16 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-// The writes, shared by the handlers above and `/Bulk`: the provisioning call and its metric.
+/// A read of the one user `key` names, from memory where this server can answer it (see
+/// `access::user_docs`); `None`: ask the database.
+async fn from_memory(state: &AppState, key: UserKey<'_>) -> Result<Option<UserRead>, ScimError> {
+    let read = state.access.user_from_memory(key).await?;
+    state.metrics.user_read(read.is_some());
+    Ok(read)
+}
+
+// The writes, shared by the handlers above and `/Bulk`: the provisioning call, the row kept
+// for later reads, and the metric.
 
 pub(super) async fn create_one(
     state: &AppState,
@@ -160,6 +179,7 @@ pub(super) async fn create_one(
     actor: &Actor,
 ) -> Result<UserRow, ScimError> {
     let user = provision::create_user(&state.store, body, actor).await?;
+    state.access.remember_user(&user);
     state.metrics.scim_op("User", "create");
     Ok(user)
 }
@@ -172,6 +192,7 @@ pub(super) async fn replace_one(
     actor: &Actor,
 ) -> Result<UserRow, ScimError> {
     let user = provision::replace_user(&state.store, id, body, if_match, actor).await?;
+    state.access.remember_user(&user);
     state
         .metrics
         .scim_op("User", if user.active { "replace" } else { "deactivate" });
@@ -186,6 +207,7 @@ pub(super) async fn patch_one(
     actor: &Actor,
 ) -> Result<UserRow, ScimError> {
     let user = provision::patch_user(&state.store, id, body, if_match, actor).await?;
+    state.access.remember_user(&user);
     state
         .metrics
         .scim_op("User", if user.active { "patch" } else { "deactivate" });
@@ -227,7 +249,39 @@ async fn list_with(
     q: &HashMap<String, String>,
 ) -> Result<HttpResponse, ScimError> {
     let p = list_params(state, q, Some(ResourceKind::User))?;
+    // `id`, `userName` or `externalId eq "…"`: at most one user, maybe known in memory
+    let key = match p.query.cursor {
+        None => p.query.filter.as_ref().and_then(user_key),
+        Some(_) => None,
+    };
+    if let Some(key) = key {
+        if let Some(read) = from_memory(state, key).await? {
+            let user = match read {
+                UserRead::Found(user) => Some(user),
+                UserRead::Absent => None,
+            };
+            let total = i64::from(user.is_some());
+            let base = base_url(state, req);
+            let resources = user
+                .filter(|_| p.query.start_index <= 1 && p.query.count > 0)
+                .map(|u| Value::Object(p.projection.apply(ResourceKind::User, render(u, &base))))
+                .into_iter()
+                .collect();
+            return Ok(page_response(
+                ResourceKind::User,
+                &p,
+                total,
+                None,
+                resources,
+            ));
+        }
+    }
     let page = state.store.list_users(&p.query).await?;
+    if key.is_some() {
+        for user in &page.items {
+            state.access.remember_user(user);
+        }
+    }
     let base = base_url(state, req);
     let resources = page
         .items

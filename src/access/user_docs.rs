@@ -1,0 +1,248 @@
+//! SCIM reads of one user, answered from memory when this server is the only one writing
+//! to its database (SQLite: one `rolecall serve` per database file, enforced at start-up).
+//!
+//! An IdP looks a user up by `userName`, `externalId` or `id` before nearly every write, and
+//! reads users back by id; each of those was a database round trip. With the directory
+//! current (this process's writes are applied before the read, see [`Access::fresh`]) the
+//! directory alone says whether such a user exists, and which one. Its document comes from
+//! a bounded cache of user rows recently written or read here. A cached row is used only
+//! while it is provably current:
+//!
+//! - its `meta.version` equals the version the directory holds for the user (every change to
+//!   a user's document moves the version, and reaches the directory through the change
+//!   feed), and
+//! - its direct groups (ids and display names, which a user's document shows but which
+//!   change without moving the user's version) are exactly the directory's.
+//!
+//! Anything else (no cached row, a stale one, or a server that shares its database with
+//! other servers, as on PostgreSQL) is a miss, and the read goes to the database as before.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::directory::GroupRecord;
+use super::{Access, AccessError};
+use crate::scim::key::UserKey;
+use crate::store::{GroupRef, UserRow};
+
+/// User rows by id, at most `capacity`, the oldest inserted evicted first.
+pub(crate) struct UserDocs {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rows: HashMap<Arc<str>, Arc<UserRow>>,
+    /// Ids in insertion order (each id once; replacing a row keeps its place).
+    order: VecDeque<Arc<str>>,
+}
+
+impl UserDocs {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<UserRow>> {
+        self.lock().rows.get(id).cloned()
+    }
+
+    fn put(&self, row: &UserRow) {
+        let row = Arc::new(row.clone());
+        let mut inner = self.lock();
+        if let Some(slot) = inner.rows.get_mut(row.id.as_str()) {
+            // never replace a row with an older version of itself (a slow read racing a write)
+            if slot.version <= row.version {
+                *slot = row;
+            }
+            return;
+        }
+        while inner.rows.len() >= self.capacity {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            inner.rows.remove(&old);
+        }
+        let id: Arc<str> = Arc::from(row.id.as_str());
+        inner.order.push_back(Arc::clone(&id));
+        inner.rows.insert(id, row);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().rows.len()
+    }
+}
+
+/// A read of one user answered from memory.
+#[derive(Debug)]
+pub enum UserRead {
+    /// The user, exactly as the database has it now.
+    Found(UserRow),
+    /// No user has that key.
+    Absent,
+}
+
+/// Do `cached` (from the database, in its order) and `current` (the directory's) name the
+/// same groups with the same display names?
+fn same_groups<'a>(cached: &[GroupRef], current: impl Iterator<Item = &'a GroupRecord>) -> bool {
+    // a scan per group for the usual handful, a map for users in many groups
+    let index: Option<HashMap<&str, &str>> = (cached.len() > 16).then(|| {
+        cached
+            .iter()
+            .map(|c| (c.id.as_str(), c.display.as_str()))
+            .collect()
+    });
+    let mut n = 0;
+    for g in current {
+        n += 1;
+        let found = match &index {
+            Some(map) => map.get(g.id.as_str()) == Some(&g.display_name.as_str()),
+            None => cached
+                .iter()
+                .any(|c| c.id == g.id && c.display == g.display_name),
+        };
+        if n > cached.len() || !found {
+            return false;
+        }
+    }
+    // a user is in a group at most once, so equal counts and inclusion mean equal sets
+    n == cached.len()
+}
+
+impl Access {
+    /// Answer SCIM reads of single users from memory from now on, keeping up to `capacity`
+    /// user rows. Only for a server that is the sole writer of its database.
+    pub fn serve_user_reads(&self, capacity: usize) {
+        if capacity > 0 {
+            let _ = self.user_docs.set(UserDocs::new(capacity));
+        }
+    }
+
+    /// The user `key` names, from memory: `Ok(None)` when memory cannot answer (reads from
+    /// memory are off, or the user's row is not cached or not current), and the caller asks
+    /// the database.
+    pub async fn user_from_memory(
+        &self,
+        key: UserKey<'_>,
+    ) -> Result<Option<UserRead>, AccessError> {
+        let Some(docs) = self.user_docs.get() else {
+            return Ok(None);
+        };
+        self.fresh().await?;
+        let dir = self.directory();
+        let Some(i) = dir.user_index_by(key) else {
+            return Ok(Some(UserRead::Absent));
+        };
+        let Some(rec) = dir.user_at(i) else {
+            return Ok(Some(UserRead::Absent));
+        };
+        let Some(row) = docs.get(&rec.id) else {
+            return Ok(None);
+        };
+        if row.version != rec.version || !same_groups(&row.groups, dir.direct_groups_of_index(i)) {
+            return Ok(None);
+        }
+        Ok(Some(UserRead::Found(UserRow::clone(&row))))
+    }
+
+    /// Keep a user row just written or read from the database for later reads (a no-op
+    /// unless reads from memory are on).
+    pub fn remember_user(&self, row: &UserRow) {
+        if let Some(docs) = self.user_docs.get() {
+            docs.put(row);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn row(id: &str, version: i64) -> UserRow {
+        UserRow {
+            id: id.into(),
+            active: true,
+            doc: Map::new(),
+            version,
+            created: String::new(),
+            last_modified: String::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_oldest_rows_make_room() {
+        let docs = UserDocs::new(2);
+        docs.put(&row("a", 1));
+        docs.put(&row("b", 1));
+        docs.put(&row("a", 2)); // replaced in place: still the oldest
+        docs.put(&row("c", 1));
+        assert_eq!(docs.len(), 2);
+        assert!(docs.get("a").is_none());
+        assert_eq!(docs.get("b").unwrap().version, 1);
+        assert_eq!(docs.get("c").unwrap().version, 1);
+    }
+
+    #[test]
+    fn an_older_version_never_replaces_a_newer_one() {
+        let docs = UserDocs::new(4);
+        docs.put(&row("a", 3));
+        docs.put(&row("a", 2));
+        assert_eq!(docs.get("a").unwrap().version, 3);
+        docs.put(&row("a", 4));
+        assert_eq!(docs.get("a").unwrap().version, 4);
+    }
+
+    fn gref(id: &str, display: &str) -> GroupRef {
+        GroupRef {
+            id: id.into(),
+            display: display.into(),
+        }
+    }
+
+    fn grec(id: &str, display: &str) -> GroupRecord {
+        GroupRecord {
+            id: id.into(),
+            display_name: display.into(),
+            external_id: None,
+        }
+    }
+
+    #[test]
+    fn groups_must_match_as_sets_with_their_names() {
+        let cached = [gref("g1", "eng"), gref("g2", "legal")];
+        let same = [grec("g2", "legal"), grec("g1", "eng")];
+        assert!(same_groups(&cached, same.iter()));
+        let renamed = [grec("g2", "Legal"), grec("g1", "eng")];
+        assert!(!same_groups(&cached, renamed.iter()));
+        let fewer = [grec("g1", "eng")];
+        assert!(!same_groups(&cached, fewer.iter()));
+        let more = [grec("g1", "eng"), grec("g2", "legal"), grec("g3", "ops")];
+        assert!(!same_groups(&cached, more.iter()));
+        let other = [grec("g1", "eng"), grec("g3", "legal")];
+        assert!(!same_groups(&cached, other.iter()));
+        assert!(same_groups(&[], std::iter::empty()));
+        // many groups take the map
+        let many: Vec<GroupRef> = (0..40)
+            .map(|i| gref(&format!("g{i}"), &format!("n{i}")))
+            .collect();
+        let all: Vec<GroupRecord> = (0..40)
+            .rev()
+            .map(|i| grec(&format!("g{i}"), &format!("n{i}")))
+            .collect();
+        assert!(same_groups(&many, all.iter()));
+        let mut one_renamed = all.clone();
+        one_renamed[7].display_name = "x".into();
+        assert!(!same_groups(&many, one_renamed.iter()));
+        assert!(!same_groups(&many, all[1..].iter()));
+    }
+}
