@@ -27,7 +27,7 @@ use directory::Directory;
 pub use feed::FeedState;
 pub use keys::KeySet;
 pub use lookup::{LookupError, RoleAnswer};
-pub use user_docs::UserRead;
+pub use user_docs::{CachedUser, UserRead};
 
 /// The mapping in force and the version it has in the database (0 = never applied).
 pub struct Mapping {

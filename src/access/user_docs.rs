@@ -16,6 +16,10 @@
 //!
 //! Anything else (no cached row, a stale one, or a server that shares its database with
 //! other servers, as on PostgreSQL) is a miss, and the read goes to the database as before.
+//!
+//! A cached user also keeps its default rendering (the JSON of the whole resource for the
+//! base URL last asked for), made by the HTTP layer on first use: the rendering is a function
+//! of the row and the base URL, so it is exactly as current as the row.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,37 @@ use super::{Access, AccessError};
 use crate::scim::key::UserKey;
 use crate::store::{GroupRef, UserRow};
 
+/// A user row kept for reads, with its default rendering once one was asked for.
+#[derive(Debug)]
+pub struct CachedUser {
+    pub row: UserRow,
+    /// (base URL, JSON text) of the last rendering.
+    text: Mutex<Option<(String, Arc<str>)>>,
+}
+
+impl CachedUser {
+    fn new(row: UserRow) -> Self {
+        Self {
+            row,
+            text: Mutex::new(None),
+        }
+    }
+
+    /// The rendering of the row for `base`: kept from an earlier call with the same base, or
+    /// made now by `render` (and kept).
+    pub fn text_for(&self, base: &str, render: impl FnOnce(&UserRow) -> String) -> Arc<str> {
+        let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((b, t)) = text.as_ref() {
+            if b == base {
+                return Arc::clone(t);
+            }
+        }
+        let t: Arc<str> = Arc::from(render(&self.row));
+        *text = Some((base.to_string(), Arc::clone(&t)));
+        t
+    }
+}
+
 /// User rows by id, at most `capacity`, the oldest inserted evicted first.
 pub(crate) struct UserDocs {
     capacity: usize,
@@ -33,7 +68,7 @@ pub(crate) struct UserDocs {
 
 #[derive(Default)]
 struct Inner {
-    rows: HashMap<Arc<str>, Arc<UserRow>>,
+    rows: HashMap<Arc<str>, Arc<CachedUser>>,
     /// Ids in insertion order (each id once; replacing a row keeps its place).
     order: VecDeque<Arc<str>>,
 }
@@ -50,27 +85,30 @@ impl UserDocs {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, id: &str) -> Option<Arc<UserRow>> {
+    fn get(&self, id: &str) -> Option<Arc<CachedUser>> {
         self.lock().rows.get(id).cloned()
     }
 
     fn put(&self, row: &UserRow) {
-        let row = Arc::new(row.clone());
         let mut inner = self.lock();
         if let Some(slot) = inner.rows.get_mut(row.id.as_str()) {
-            // never replace a row with an older version of itself (a slow read racing a write)
-            if slot.version <= row.version {
-                *slot = row;
+            // never replace a row with an older version of itself (a slow read racing a
+            // write), nor with the same row (which would drop its rendering)
+            let old = &slot.row;
+            if old.version < row.version || (old.version == row.version && old.groups != row.groups)
+            {
+                *slot = Arc::new(CachedUser::new(row.clone()));
             }
             return;
         }
+        let row = Arc::new(CachedUser::new(row.clone()));
         while inner.rows.len() >= self.capacity {
             let Some(old) = inner.order.pop_front() else {
                 break;
             };
             inner.rows.remove(&old);
         }
-        let id: Arc<str> = Arc::from(row.id.as_str());
+        let id: Arc<str> = Arc::from(row.row.id.as_str());
         inner.order.push_back(Arc::clone(&id));
         inner.rows.insert(id, row);
     }
@@ -85,7 +123,7 @@ impl UserDocs {
 #[derive(Debug)]
 pub enum UserRead {
     /// The user, exactly as the database has it now.
-    Found(UserRow),
+    Found(Arc<CachedUser>),
     /// No user has that key.
     Absent,
 }
@@ -147,10 +185,12 @@ impl Access {
         let Some(row) = docs.get(&rec.id) else {
             return Ok(None);
         };
-        if row.version != rec.version || !same_groups(&row.groups, dir.direct_groups_of_index(i)) {
+        if row.row.version != rec.version
+            || !same_groups(&row.row.groups, dir.direct_groups_of_index(i))
+        {
             return Ok(None);
         }
-        Ok(Some(UserRead::Found(UserRow::clone(&row))))
+        Ok(Some(UserRead::Found(row)))
     }
 
     /// Keep a user row just written or read from the database for later reads (a no-op
@@ -188,8 +228,8 @@ mod tests {
         docs.put(&row("c", 1));
         assert_eq!(docs.len(), 2);
         assert!(docs.get("a").is_none());
-        assert_eq!(docs.get("b").unwrap().version, 1);
-        assert_eq!(docs.get("c").unwrap().version, 1);
+        assert_eq!(docs.get("b").unwrap().row.version, 1);
+        assert_eq!(docs.get("c").unwrap().row.version, 1);
     }
 
     #[test]
@@ -197,9 +237,36 @@ mod tests {
         let docs = UserDocs::new(4);
         docs.put(&row("a", 3));
         docs.put(&row("a", 2));
-        assert_eq!(docs.get("a").unwrap().version, 3);
+        assert_eq!(docs.get("a").unwrap().row.version, 3);
         docs.put(&row("a", 4));
-        assert_eq!(docs.get("a").unwrap().version, 4);
+        assert_eq!(docs.get("a").unwrap().row.version, 4);
+    }
+
+    #[test]
+    fn a_rendering_is_kept_per_base_url_and_dropped_with_its_row() {
+        let docs = UserDocs::new(4);
+        docs.put(&row("a", 1));
+        let cached = docs.get("a").unwrap();
+        let mut calls = 0;
+        let mut render = |base: &str| {
+            cached.text_for(base, |r| {
+                calls += 1;
+                format!("{base}/{}@{}", r.id, r.version)
+            })
+        };
+        assert_eq!(&*render("http://x"), "http://x/a@1");
+        assert_eq!(&*render("http://x"), "http://x/a@1");
+        assert_eq!(&*render("http://y"), "http://y/a@1");
+        assert_eq!(calls, 2);
+        // the same row again keeps the rendering; a newer one replaces both
+        docs.put(&row("a", 1));
+        assert!(Arc::ptr_eq(&docs.get("a").unwrap(), &cached));
+        docs.put(&row("a", 2));
+        let newer = docs.get("a").unwrap();
+        assert_eq!(
+            &*newer.text_for("http://y", |r| format!("v{}", r.version)),
+            "v2"
+        );
     }
 
     fn gref(id: &str, display: &str) -> GroupRef {

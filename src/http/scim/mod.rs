@@ -334,16 +334,49 @@ pub fn search_params(body: Value) -> Result<HashMap<String, String>, ScimError> 
 
 /// A ListResponse.
 pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> HttpResponse {
-    let body = json!({
+    HttpResponse::Ok()
+        .content_type(SCIM_CONTENT_TYPE)
+        .body(list_body(total, start_index, resources))
+}
+
+fn list_body(total: i64, start_index: i64, resources: Vec<Value>) -> String {
+    json!({
         "schemas": [LIST_RESPONSE_SCHEMA],
         "totalResults": total,
         "itemsPerPage": resources.len(),
         "startIndex": start_index,
         "Resources": resources,
-    });
+    })
+    .to_string()
+}
+
+/// [`list_response`] of resources already serialized: the same text, without building and
+/// serializing a `Value` tree.
+pub fn list_response_text(total: i64, start_index: i64, resources: &[&str]) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(SCIM_CONTENT_TYPE)
-        .body(body.to_string())
+        .body(list_body_text(total, start_index, resources))
+}
+
+fn list_body_text(total: i64, start_index: i64, resources: &[&str]) -> String {
+    use std::fmt::Write;
+    let len: usize = resources.iter().map(|r| r.len() + 1).sum();
+    let mut body = String::with_capacity(len + 128);
+    // the keys in serde_json's (sorted) order
+    body.push_str("{\"Resources\":[");
+    for (i, r) in resources.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(r);
+    }
+    let _ = write!(
+        body,
+        "],\"itemsPerPage\":{},\"schemas\":[\"{LIST_RESPONSE_SCHEMA}\"],\"startIndex\":{start_index},\
+         \"totalResults\":{total}}}",
+        resources.len()
+    );
+    body
 }
 
 pub fn etag(version: i64) -> String {
@@ -456,4 +489,29 @@ pub fn method_not_allowed(allow: &'static str) -> actix_web::Route {
             .insert(header::ALLOW, header::HeaderValue::from_static(allow));
         std::future::ready(res)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_serialized_resources_is_the_same_text() {
+        let a = json!({"id": "a", "meta": {"version": "W/\"1\""}, "userName": "ä\"x"});
+        let b = json!({"id": "b", "groups": [{"value": "g"}]});
+        for (total, start, items) in [
+            (0, 1, vec![]),
+            (1, 1, vec![a.clone()]),
+            (1, 2, vec![]),
+            (7, 3, vec![a.clone(), b.clone()]),
+        ] {
+            let texts: Vec<String> = items.iter().map(Value::to_string).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            assert_eq!(
+                list_body_text(total, start, &refs),
+                list_body(total, start, items),
+                "{total} {start}"
+            );
+        }
+    }
 }

@@ -7,10 +7,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_url, if_match, list_params, meta, method_not_allowed, not_modified, page_response,
-    projection, resource_response,
+    base_url, if_match, list_params, list_response_text, meta, method_not_allowed, not_modified,
+    page_response, projection, resource_response, resource_text_response,
 };
-use crate::access::UserRead;
+use crate::access::{CachedUser, UserRead};
 use crate::http::error::ScimError;
 use crate::http::{AppState, Caller, State};
 use crate::provision;
@@ -97,7 +97,25 @@ async fn get(
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
     let user = match from_memory(&state, UserKey::Id(&id)).await? {
-        Some(UserRead::Found(user)) => user,
+        Some(UserRead::Found(cached)) => {
+            let version = cached.row.version;
+            if not_modified(&req, version) {
+                return Ok(HttpResponse::NotModified()
+                    .insert_header(("ETag", super::etag(version)))
+                    .finish());
+            }
+            if !proj.is_identity() {
+                cached.row.clone()
+            } else {
+                let text = rendered(&cached, &base_url(&state, &req));
+                return Ok(resource_text_response(
+                    StatusCode::OK,
+                    text.to_string(),
+                    None,
+                    version,
+                ));
+            }
+        }
         Some(UserRead::Absent) => return Err(StoreError::NotFound.into()),
         None => {
             let user = state.store.get_user(&id).await?;
@@ -160,6 +178,14 @@ async fn delete(
 ) -> Result<HttpResponse, ScimError> {
     delete_one(&state, &id, if_match(&req)?, &caller.0).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The whole resource as JSON (no `attributes`/`excludedAttributes`), rendered once per
+/// cached row and base URL.
+fn rendered(cached: &CachedUser, base: &str) -> std::sync::Arc<str> {
+    cached.text_for(base, |row| {
+        Value::Object(render(row.clone(), base)).to_string()
+    })
 }
 
 /// A read of the one user `key` names, from memory where this server can answer it (see
@@ -257,14 +283,22 @@ async fn list_with(
     if let Some(key) = key {
         if let Some(read) = from_memory(state, key).await? {
             let user = match read {
-                UserRead::Found(user) => Some(user),
+                UserRead::Found(cached) => Some(cached),
                 UserRead::Absent => None,
             };
             let total = i64::from(user.is_some());
+            let user = user.filter(|_| p.query.start_index <= 1 && p.query.count > 0);
             let base = base_url(state, req);
+            if p.projection.is_identity() {
+                let text = user.map(|cached| rendered(&cached, &base));
+                let items: Vec<&str> = text.as_deref().into_iter().collect();
+                return Ok(list_response_text(total, p.query.start_index, &items));
+            }
             let resources = user
-                .filter(|_| p.query.start_index <= 1 && p.query.count > 0)
-                .map(|u| Value::Object(p.projection.apply(ResourceKind::User, render(u, &base))))
+                .map(|cached| {
+                    let doc = render(cached.row.clone(), &base);
+                    Value::Object(p.projection.apply(ResourceKind::User, doc))
+                })
                 .into_iter()
                 .collect();
             return Ok(page_response(
