@@ -29,7 +29,8 @@ pub struct GroupRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRow {
     pub value: String,
-    pub kind: String,
+    /// `User` or `Group`.
+    pub kind: &'static str,
     pub display: Option<String>,
 }
 
@@ -439,18 +440,21 @@ impl Store {
     }
 }
 
-/// One member as text for `string_agg`: each field as `<bytes>:<text>`, and `-` for a
-/// member without a display name (the length prefixes make any text safe to concatenate).
+/// One member as text for `string_agg`: `g` (group) or `u` (user), then the id and the
+/// display name each as `<bytes>:<text>`, or `-` for a member without a display name (the
+/// length prefixes make any text safe to concatenate).
 /// Byte counts are the database's: this assumes UTF-8 storage (SQLite's default, and
 /// PostgreSQL's usual database encoding); another server encoding fails to decode (500).
-const MEMBER_FIELDS: &str = "octet_length(member_id) || ':' || member_id \
-     || octet_length(member_type) || ':' || member_type \
+const MEMBER_FIELDS: &str = "CASE WHEN member_type = 'Group' THEN 'g' ELSE 'u' END \
+     || octet_length(member_id) || ':' || member_id \
      || COALESCE(octet_length(display) || ':' || display, '-')";
 
 /// The members [`MEMBER_FIELDS`] encoded, in order.
 fn decode_members(mut s: &str) -> Result<Vec<MemberRow>> {
+    fn corrupt() -> StoreError {
+        StoreError::Corrupt("malformed member list from the database".into())
+    }
     fn field(s: &str) -> Result<(&str, &str)> {
-        let corrupt = || StoreError::Corrupt("malformed member list from the database".into());
         let (len, rest) = s.split_once(':').ok_or_else(corrupt)?;
         let len: usize = len.parse().map_err(|_| corrupt())?;
         let text = rest.get(..len).ok_or_else(corrupt)?;
@@ -458,8 +462,12 @@ fn decode_members(mut s: &str) -> Result<Vec<MemberRow>> {
     }
     let mut out = Vec::new();
     while !s.is_empty() {
-        let (value, rest) = field(s)?;
-        let (kind, rest) = field(rest)?;
+        let (kind, rest) = match s.as_bytes()[0] {
+            b'u' => ("User", &s[1..]),
+            b'g' => ("Group", &s[1..]),
+            _ => return Err(corrupt()),
+        };
+        let (value, rest) = field(rest)?;
         let (display, rest) = match rest.strip_prefix('-') {
             Some(rest) => (None, rest),
             None => {
@@ -469,7 +477,7 @@ fn decode_members(mut s: &str) -> Result<Vec<MemberRow>> {
         };
         out.push(MemberRow {
             value: value.to_string(),
-            kind: kind.to_string(),
+            kind,
             display,
         });
         s = rest;
@@ -483,15 +491,17 @@ mod tests {
 
     #[test]
     fn member_lists_decode() {
-        let s = "3:u:14:User8:a:b ü -2:g15:Group-3:u:24:User0:";
+        let s = "u3:u:18:a:b ü -g2:g1-u3:u:20:";
         let m = decode_members(s).unwrap();
         assert_eq!(m.len(), 3);
-        assert_eq!((m[0].value.as_str(), m[0].kind.as_str()), ("u:1", "User"));
+        assert_eq!((m[0].value.as_str(), m[0].kind), ("u:1", "User"));
+        assert_eq!(m[1].kind, "Group");
         assert_eq!(m[0].display.as_deref(), Some("a:b ü -"));
         assert_eq!((m[1].value.as_str(), m[1].display.as_deref()), ("g1", None));
         assert_eq!(m[2].display.as_deref(), Some(""));
         assert!(decode_members("").unwrap().is_empty());
-        assert!(decode_members("9:u").is_err());
-        assert!(decode_members("1:ü4:User-").is_err()); // not a char boundary
+        assert!(decode_members("u9:u").is_err());
+        assert!(decode_members("x1:u-").is_err());
+        assert!(decode_members("u1:ü-").is_err()); // not a char boundary
     }
 }
