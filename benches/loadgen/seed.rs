@@ -116,14 +116,17 @@ pub fn seed(url: &str, d: &Directory) -> Result<()> {
 
         let members = Rows {
             sqlite,
-            head: "INSERT INTO scim_members (group_id, member_id, member_type) VALUES ",
-            row: "(?, ?, 'User')",
+            head: "INSERT INTO scim_members (group_id, member_id, member_type, display) VALUES ",
+            row: "(?, ?, 'User', ?)",
             per_statement: 10_000,
         };
         members
             .insert(&mut tx, d.memberships.len(), |q, i| {
                 let (g, u) = d.memberships[i];
-                q.bind(group_id(g as usize)).bind(user_id(u as usize))
+                // the users have no displayName: their memberships show the userName
+                q.bind(group_id(g as usize))
+                    .bind(user_id(u as usize))
+                    .bind(user_name(u as usize))
             })
             .await
             .context("inserting memberships")?;

@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::audit::{record, Actor};
 use super::filter_sql::ListQuery;
-use super::{now, parse_doc, placeholders, ListPage, Result, Store, StoreError, CHUNK};
+use super::{now, parse_doc, placeholders, Backend, ListPage, Result, Store, StoreError, CHUNK};
 use crate::scim::error::ProtocolError;
 use crate::scim::patch::MemberChange;
 use crate::scim::resource::{MemberRef, Normalized, ResourceKind};
@@ -29,7 +29,8 @@ pub struct GroupRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRow {
     pub value: String,
-    pub kind: String,
+    /// `User` or `Group`.
+    pub kind: &'static str,
     pub display: Option<String>,
 }
 
@@ -62,17 +63,31 @@ fn doc_text(doc: &Map<String, Value>) -> Result<String> {
 
 /// Resolve member ids to their types, failing with `invalidValue` on any unknown id.
 /// Members are never created implicitly.
+///
+/// On PostgreSQL the members' rows are share-locked until the transaction ends: the
+/// membership rows written next copy their display names, and a concurrent rename (which
+/// updates the member's row, then the membership rows it can see) must either finish
+/// before this reads the name or wait until these rows are committed. Resolve before
+/// deleting any membership row of the group (a rename waiting on a deleted row while this
+/// waits on the renamed member would deadlock).
 async fn resolve_members(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     group_id: &str,
     members: &[MemberRef],
 ) -> Result<Vec<(String, &'static str)>> {
+    let lock = match backend {
+        Backend::Postgres => " FOR SHARE",
+        Backend::Sqlite => "", // one writer at a time
+    };
     let mut kinds: HashMap<String, &'static str> = HashMap::with_capacity(members.len());
     for chunk in members.chunks(MEMBER_CHUNK) {
         let list = placeholders(1, chunk.len());
         let sql = format!(
-            "SELECT id, 'User' AS kind FROM scim_users WHERE id IN ({list}) \
-             UNION ALL SELECT id, 'Group' AS kind FROM scim_groups WHERE id IN ({list})"
+            "SELECT id, kind FROM (SELECT id, 'User' AS kind FROM scim_users \
+             WHERE id IN ({list}){lock}) u \
+             UNION ALL SELECT id, kind FROM (SELECT id, 'Group' AS kind FROM scim_groups \
+             WHERE id IN ({list}){lock}) g"
         );
         let mut q = sqlx::query(&sql);
         for m in chunk {
@@ -112,24 +127,27 @@ async fn resolve_members(
     Ok(out)
 }
 
-async fn add_members(
+/// Insert the (already resolved) members' rows, each with its member's display name as it
+/// is now (see [`resolve_members`] for why that name cannot change before the commit).
+async fn insert_members(
     tx: &mut Transaction<'_, Any>,
     group_id: &str,
-    members: &[MemberRef],
+    resolved: &[(String, &'static str)],
 ) -> Result<()> {
-    let resolved = resolve_members(tx, group_id, members).await?;
     for chunk in resolved.chunks(MEMBER_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = placeholders(2, chunk.len());
+        // the kinds were resolved from these same tables, so each id is found in the one
+        // its kind names
         let sql = format!(
-            "INSERT INTO scim_members (group_id, member_id, member_type) VALUES {values} \
+            "INSERT INTO scim_members (group_id, member_id, member_type, display) \
+             SELECT $1, id, 'User', COALESCE(display_name, user_name) FROM scim_users \
+             WHERE id IN ({list}) \
+             UNION ALL SELECT $1, id, 'Group', display_name FROM scim_groups WHERE id IN ({list}) \
              ON CONFLICT (group_id, member_id) DO NOTHING"
         );
         let mut q = sqlx::query(&sql).bind(group_id.to_string());
-        for (id, kind) in chunk {
-            q = q.bind(id.clone()).bind(kind.to_string());
+        for (id, _) in chunk {
+            q = q.bind(id.clone());
         }
         q.execute(&mut **tx).await?;
     }
@@ -162,20 +180,33 @@ async fn remove_members(
 
 async fn apply_changes(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     group_id: &str,
     changes: &[MemberChange],
 ) -> Result<()> {
+    // every member added is resolved (and on PostgreSQL locked) before any row is deleted
+    let mut resolved = Vec::new();
+    for change in changes {
+        if let MemberChange::Add(m) | MemberChange::Replace(m) = change {
+            resolved.push(resolve_members(tx, backend, group_id, m).await?);
+        }
+    }
+    let mut resolved = resolved.into_iter();
     for change in changes {
         match change {
-            MemberChange::Add(m) => add_members(tx, group_id, m).await?,
+            MemberChange::Add(_) => {
+                let members = resolved.next().unwrap_or_default();
+                insert_members(tx, group_id, &members).await?;
+            }
             MemberChange::Remove(ids) => remove_members(tx, group_id, ids).await?,
             MemberChange::RemoveAll | MemberChange::Replace(_) => {
                 sqlx::query("DELETE FROM scim_members WHERE group_id = $1")
                     .bind(group_id.to_string())
                     .execute(&mut **tx)
                     .await?;
-                if let MemberChange::Replace(m) = change {
-                    add_members(tx, group_id, m).await?;
+                if let MemberChange::Replace(_) = change {
+                    let members = resolved.next().unwrap_or_default();
+                    insert_members(tx, group_id, &members).await?;
                 }
             }
         }
@@ -230,7 +261,8 @@ impl Store {
         .bind(ts)
         .execute(&mut *tx)
         .await?;
-        add_members(&mut tx, &id, members).await?;
+        let resolved = resolve_members(&mut tx, self.backend, &id, members).await?;
+        insert_members(&mut tx, &id, &resolved).await?;
         let summary = serde_json::json!({"displayName": display, "externalId": n.external_id, "members": members.len()});
         record(&mut tx, actor, "group.create", "group", &id, summary).await?;
         tx.commit().await?;
@@ -289,7 +321,16 @@ impl Store {
             drop(tx);
             return Err(self.missing_or_stale("scim_groups", id, expected).await);
         }
-        apply_changes(&mut tx, id, changes).await?;
+        // memberships of this group in other groups show its name
+        sqlx::query(
+            "UPDATE scim_members SET display = $1 \
+             WHERE member_id = $2 AND member_type = 'Group' AND (display IS NULL OR display <> $1)",
+        )
+        .bind(display.clone())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        apply_changes(&mut tx, self.backend, id, changes).await?;
         let summary = serde_json::json!({"displayName": display, "externalId": n.external_id, "members": change_summary(changes)});
         record(&mut tx, actor, action, "group", id, summary).await?;
         tx.commit().await?;
@@ -369,17 +410,14 @@ impl Store {
     /// Fill in `members` of these groups: one row per group, its members aggregated in the
     /// database (a group of 100,000 members would otherwise be 100,000 rows, and sqlx
     /// hands each row across threads, which cost more than all the rest of reading it).
+    /// The display names are the rows' own copies (no join), and the members are put in
+    /// id order here (byte order, as SQLite's `ORDER BY` gave) rather than by an `ORDER BY`
+    /// in the aggregate, which PostgreSQL sorted with the database's collation.
     async fn attach_members(&self, groups: &mut [GroupRow]) -> Result<()> {
         for chunk in groups.chunks_mut(CHUNK) {
             let sql = format!(
-                "SELECT x.group_id, string_agg({MEMBER_FIELDS}, '' ORDER BY x.member_id) AS members \
-                 FROM (SELECT m.group_id, m.member_id, m.member_type, \
-                       COALESCE(u.display_name, u.user_name, g.display_name) AS display \
-                       FROM scim_members m \
-                       LEFT JOIN scim_users u ON m.member_type = 'User' AND u.id = m.member_id \
-                       LEFT JOIN scim_groups g ON m.member_type = 'Group' AND g.id = m.member_id \
-                       WHERE m.group_id IN ({})) x \
-                 GROUP BY x.group_id",
+                "SELECT group_id, string_agg({MEMBER_FIELDS}, '') AS members \
+                 FROM scim_members WHERE group_id IN ({}) GROUP BY group_id",
                 placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
@@ -390,7 +428,9 @@ impl Store {
             for row in q.fetch_all(&self.read).await? {
                 let group: String = row.try_get(0)?;
                 let members: String = row.try_get(1)?;
-                by_group.insert(group, decode_members(&members)?);
+                let mut members = decode_members(&members)?;
+                members.sort_unstable_by(|a, b| a.value.cmp(&b.value));
+                by_group.insert(group, members);
             }
             for g in chunk.iter_mut() {
                 g.members = Some(by_group.remove(&g.id).unwrap_or_default());
@@ -400,18 +440,21 @@ impl Store {
     }
 }
 
-/// One member as text for `string_agg`: each field as `<bytes>:<text>`, and `-` for a
-/// member without a display name (the length prefixes make any text safe to concatenate).
+/// One member as text for `string_agg`: `g` (group) or `u` (user), then the id and the
+/// display name each as `<bytes>:<text>`, or `-` for a member without a display name (the
+/// length prefixes make any text safe to concatenate).
 /// Byte counts are the database's: this assumes UTF-8 storage (SQLite's default, and
 /// PostgreSQL's usual database encoding); another server encoding fails to decode (500).
-const MEMBER_FIELDS: &str = "octet_length(x.member_id) || ':' || x.member_id \
-     || octet_length(x.member_type) || ':' || x.member_type \
-     || COALESCE(octet_length(x.display) || ':' || x.display, '-')";
+const MEMBER_FIELDS: &str = "CASE WHEN member_type = 'Group' THEN 'g' ELSE 'u' END \
+     || octet_length(member_id) || ':' || member_id \
+     || COALESCE(octet_length(display) || ':' || display, '-')";
 
 /// The members [`MEMBER_FIELDS`] encoded, in order.
 fn decode_members(mut s: &str) -> Result<Vec<MemberRow>> {
+    fn corrupt() -> StoreError {
+        StoreError::Corrupt("malformed member list from the database".into())
+    }
     fn field(s: &str) -> Result<(&str, &str)> {
-        let corrupt = || StoreError::Corrupt("malformed member list from the database".into());
         let (len, rest) = s.split_once(':').ok_or_else(corrupt)?;
         let len: usize = len.parse().map_err(|_| corrupt())?;
         let text = rest.get(..len).ok_or_else(corrupt)?;
@@ -419,8 +462,12 @@ fn decode_members(mut s: &str) -> Result<Vec<MemberRow>> {
     }
     let mut out = Vec::new();
     while !s.is_empty() {
-        let (value, rest) = field(s)?;
-        let (kind, rest) = field(rest)?;
+        let (kind, rest) = match s.as_bytes()[0] {
+            b'u' => ("User", &s[1..]),
+            b'g' => ("Group", &s[1..]),
+            _ => return Err(corrupt()),
+        };
+        let (value, rest) = field(rest)?;
         let (display, rest) = match rest.strip_prefix('-') {
             Some(rest) => (None, rest),
             None => {
@@ -430,7 +477,7 @@ fn decode_members(mut s: &str) -> Result<Vec<MemberRow>> {
         };
         out.push(MemberRow {
             value: value.to_string(),
-            kind: kind.to_string(),
+            kind,
             display,
         });
         s = rest;
@@ -444,15 +491,17 @@ mod tests {
 
     #[test]
     fn member_lists_decode() {
-        let s = "3:u:14:User8:a:b ü -2:g15:Group-3:u:24:User0:";
+        let s = "u3:u:18:a:b ü -g2:g1-u3:u:20:";
         let m = decode_members(s).unwrap();
         assert_eq!(m.len(), 3);
-        assert_eq!((m[0].value.as_str(), m[0].kind.as_str()), ("u:1", "User"));
+        assert_eq!((m[0].value.as_str(), m[0].kind), ("u:1", "User"));
+        assert_eq!(m[1].kind, "Group");
         assert_eq!(m[0].display.as_deref(), Some("a:b ü -"));
         assert_eq!((m[1].value.as_str(), m[1].display.as_deref()), ("g1", None));
         assert_eq!(m[2].display.as_deref(), Some(""));
         assert!(decode_members("").unwrap().is_empty());
-        assert!(decode_members("9:u").is_err());
-        assert!(decode_members("1:ü4:User-").is_err()); // not a char boundary
+        assert!(decode_members("u9:u").is_err());
+        assert!(decode_members("x1:u-").is_err());
+        assert!(decode_members("u1:ü-").is_err()); // not a char boundary
     }
 }

@@ -214,6 +214,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_emails(&mut tx, id, &n.emails).await?;
+        // the user's memberships show its name (the user's row is locked since the UPDATE
+        // above: see `groups::resolve_members` for the other side)
+        sqlx::query(
+            "UPDATE scim_members SET display = $1 \
+             WHERE member_id = $2 AND member_type = 'User' AND (display IS NULL OR display <> $1)",
+        )
+        .bind(
+            n.display_name
+                .clone()
+                .unwrap_or_else(|| n.user_name.clone()),
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         let action = match (was_active, n.active) {
             (Some(true), false) => "user.deactivate",
             (Some(false), true) => "user.reactivate",

@@ -9,6 +9,7 @@ use crate::users::urlencode;
 both!(
     group_life_cycle,
     membership_patches,
+    member_display_follows_renames,
     unknown_members_write_nothing,
     group_filters
 );
@@ -155,6 +156,79 @@ async fn membership_patches(app: TestApp) {
         app.get("/scim/v2/Users?count=0").await.body["totalResults"],
         3
     );
+}
+
+/// Membership rows keep a copy of their member's name: renames must reach it, and member
+/// lists come back in id order on both back-ends.
+async fn member_display_follows_renames(app: TestApp) {
+    let users = [
+        app.create_user("zed@x.com").await,
+        app.create_user("amy@x.com").await,
+        app.create_user("kim@x.com").await,
+    ];
+    let alice = &users[0];
+    let g = app
+        .create_group("eng", &[&users[0], &users[1], &users[2]])
+        .await;
+    let parent = app.create_group("all", &[]).await;
+    let r = app
+        .patch(&format!("/scim/v2/Groups/{parent}"), &json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": g}]}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let displays = |body: &Value| -> Vec<(String, Option<String>)> {
+        body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["value"].as_str().unwrap().to_string(),
+                    m["display"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    };
+    let group = format!("/scim/v2/Groups/{g}");
+    let in_order = displays(&app.get(&group).await.body);
+    let mut ids: Vec<String> = in_order.iter().map(|(id, _)| id.clone()).collect();
+    let unsorted = ids.clone();
+    ids.sort();
+    assert_eq!(unsorted, ids, "members in id order");
+
+    // a displayName wins over the userName; removing it brings the userName back
+    let user = format!("/scim/v2/Users/{alice}");
+    let r = app
+        .patch(&user, &json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "Zed Z"}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let shown = |list: Vec<(String, Option<String>)>, id: &str| {
+        list.into_iter().find(|(v, _)| v == id).and_then(|(_, d)| d)
+    };
+    let r = app.get(&group).await;
+    assert_eq!(shown(displays(&r.body), alice).as_deref(), Some("Zed Z"));
+    let r = app
+        .put(
+            &user,
+            &json!({"schemas": [crate::helpers::USER], "userName": "zed2@x.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app
+        .get("/scim/v2/Groups?filter=displayName%20eq%20%22eng%22")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        shown(displays(&r.body["Resources"][0]), alice).as_deref(),
+        Some("zed2@x.com")
+    );
+
+    // a renamed group shows its new name as a member of another
+    let r = app
+        .patch(&group, &json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "engineering"}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.get(&format!("/scim/v2/Groups/{parent}")).await;
+    assert_eq!(shown(displays(&r.body), &g).as_deref(), Some("engineering"));
 }
 
 async fn unknown_members_write_nothing(app: TestApp) {

@@ -374,12 +374,12 @@ mod tests {
         let members = vec![
             MemberRow {
                 value: "u1".into(),
-                kind: "User".into(),
+                kind: "User",
                 display: Some("Ä \\ \"q\"\n".into()),
             },
             MemberRow {
                 value: "g2".into(),
-                kind: "Group".into(),
+                kind: "Group",
                 display: None,
             },
         ];
