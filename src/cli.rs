@@ -10,10 +10,6 @@ use crate::roles::document::{parse_toml, to_toml, MappingDocument};
 use crate::startup::{self, Application};
 use crate::store::Actor;
 
-/// The CLI loads the role view for mapping diffs and applies, never to answer lookups: a
-/// one-slot lookup cache.
-const NO_LOOKUPS: usize = 1;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "rolecall",
@@ -122,9 +118,6 @@ pub struct ServeArgs {
     /// `aud` claim of signed role tokens.
     #[arg(long, env = "ROLECALL_ROLE_TOKEN_AUDIENCE", default_value = "rolecall")]
     pub role_token_audience: String,
-    /// How many resolved users role lookups keep cached (about 1-2 KB each).
-    #[arg(long, env = "ROLECALL_LOOKUP_CACHE_USERS", default_value_t = 65536)]
-    pub lookup_cache_users: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,13 +163,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 workers: a.workers,
                 role_token_ttl_secs: a.role_token_ttl.clamp(1, 86_400),
                 role_token_audience: a.role_token_audience,
-                lookup_cache_users: a.lookup_cache_users.max(1),
                 ..Settings::default()
             };
             tracing::info!(settings = ?settings, "starting rolecall");
             let store = startup::connect(&settings).await?;
             if let Some(file) = &a.mappings {
-                let access = Access::load(store.clone(), NO_LOOKUPS).await?;
+                let access = Access::load(store.clone()).await?;
                 let doc = read_mapping_file(file)?;
                 let (version, diff) = access
                     .apply(doc, None, &Actor::cli())
@@ -208,7 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Settings::default()
             };
             let store = startup::connect(&settings).await?;
-            let access = Access::load(store.clone(), NO_LOOKUPS).await?;
+            let access = Access::load(store.clone()).await?;
             match m {
                 MappingsCommand::Diff { file } => {
                     let diff = access

@@ -31,7 +31,7 @@ impl Application {
     }
 
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
-        let access = Access::load(store.clone(), settings.lookup_cache_users)
+        let access = Access::load(store.clone())
             .await
             .context("loading users, groups and mappings")?;
         if !access.keys().has_active() {

@@ -22,10 +22,15 @@ pub struct GroupRecord {
     pub external_id: Option<String>,
 }
 
+/// Where role lookups keep their view of one user (see `super::lookup`): made by the first
+/// lookup after a change, next to the record it is made from.
+pub(crate) type ViewSlot = std::sync::Mutex<Option<super::lookup::UserView>>;
+
 #[derive(Debug)]
 struct UserEntry {
     rec: UserRecord,
     groups: Vec<u32>,
+    view: ViewSlot,
 }
 
 #[derive(Debug)]
@@ -109,7 +114,11 @@ impl Directory {
         if let Some(e) = &rec.external_id {
             self.by_external.insert(e.clone(), i);
         }
-        self.users[i as usize] = Some(UserEntry { rec, groups });
+        self.users[i as usize] = Some(UserEntry {
+            rec,
+            groups,
+            view: ViewSlot::default(),
+        });
     }
 
     /// Remove a user and its memberships.
@@ -212,6 +221,7 @@ impl Directory {
                 active: false,
             },
             groups: vec![gi],
+            view: ViewSlot::default(),
         });
     }
 
@@ -257,6 +267,22 @@ impl Directory {
         }
     }
 
+    /// The view slot of the user at index `i`.
+    pub(crate) fn view_slot(&self, i: u32) -> Option<&ViewSlot> {
+        match self.users.get(i as usize) {
+            Some(Some(u)) => Some(&u.view),
+            _ => None,
+        }
+    }
+
+    /// The group at index `i`.
+    pub(crate) fn group_at(&self, i: u32) -> Option<&GroupRecord> {
+        match self.groups.get(i as usize) {
+            Some(Some(g)) => Some(&g.rec),
+            _ => None,
+        }
+    }
+
     /// The change counter: any change to users, groups or memberships moves it.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -272,6 +298,14 @@ impl Directory {
 
     /// [`Self::groups_of`] the user at index `ui`.
     pub(crate) fn groups_of_index(&self, ui: u32) -> Vec<&GroupRecord> {
+        self.indexed_groups_of(ui)
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect()
+    }
+
+    /// [`Self::groups_of_index`] with each group's index.
+    pub(crate) fn indexed_groups_of(&self, ui: u32) -> Vec<(u32, &GroupRecord)> {
         let Some(Some(user)) = self.users.get(ui as usize) else {
             return Vec::new();
         };
@@ -286,18 +320,18 @@ impl Directory {
                 stack.extend(group.parents.iter().copied());
             }
         }
-        let mut out: Vec<&GroupRecord> = seen
+        let mut out: Vec<(u32, &GroupRecord)> = seen
             .iter()
-            .filter_map(|g| match self.groups.get(*g as usize) {
+            .filter_map(|&g| match self.groups.get(g as usize) {
                 Some(Some(group))
                     if !group.rec.display_name.is_empty() || group.rec.external_id.is_some() =>
                 {
-                    Some(&group.rec)
+                    Some((g, &group.rec))
                 }
                 _ => None,
             })
             .collect();
-        out.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        out.sort_by(|a, b| a.1.display_name.cmp(&b.1.display_name));
         out
     }
 

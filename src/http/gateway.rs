@@ -64,6 +64,7 @@ fn lookup_error(e: LookupError) -> ApiError {
     match e {
         LookupError::UnknownUser => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
         LookupError::UnknownScope(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+        LookupError::Serialize(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
     }
 }
 
@@ -125,7 +126,7 @@ fn roles(
     user: &str,
     q: &HashMap<String, String>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = state
+    let body = state
         .access
         .roles(
             user,
@@ -133,9 +134,6 @@ fn roles(
             q.get("project").map(String::as_str),
         )
         .map_err(lookup_error)?;
-    let body = answer
-        .to_json()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
     let etag = format!("W/\"{:016x}\"", hasher.finish());
