@@ -267,6 +267,11 @@ impl Directory {
         }
     }
 
+    /// The indexes of every user with a record.
+    pub(crate) fn user_indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.users.len() as u32).filter(|&i| self.user_at(i).is_some())
+    }
+
     /// The view slot of the user at index `i`.
     pub(crate) fn view_slot(&self, i: u32) -> Option<&ViewSlot> {
         match self.users.get(i as usize) {

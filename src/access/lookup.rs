@@ -423,6 +423,16 @@ impl Access {
         decide_in(&self.directory(), &mapping, user_key, &ask)
     }
 
+    /// Make every user's view now (at start-up), so that no lookup waits for one; returns how
+    /// many were made. Views made stale later are made again by the next lookup.
+    pub fn warm_views(&self) -> usize {
+        let mapping = self.mapping();
+        let dir = self.directory();
+        dir.user_indexes()
+            .filter(|&i| with_view(&dir, &mapping, i, |_| ()).is_ok())
+            .count()
+    }
+
     /// Grants of a user for a signed role token: (user, grants).
     pub fn token_claims(&self, user_key: &str) -> Result<(UserOut, Vec<Grant>), LookupError> {
         let mapping = self.mapping();
