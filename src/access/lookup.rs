@@ -5,16 +5,19 @@
 //! a [`UserView`] in the user's own slot in the directory, stamped with the directory
 //! generation and the mapping it was made from. Any change to the directory moves the
 //! generation and any mapping change replaces the mapping, so a stale view is never used: the
-//! next lookup makes a new one. A view holds indexes only (the groups by directory index, each
-//! grant by the rule it comes from), about 150 bytes a user, so every user has one; answers
-//! are serialized per request from the directory and the mapping, which the indexes point
-//! into.
+//! next lookup makes a new one. A view is small enough for every user to have one (the
+//! server makes them all at start-up): the answer's first part, `{"user":…,"groups":[…]`,
+//! serialized (~230 bytes), the groups by directory index and where each name sits in that
+//! JSON, and each grant as the rule it comes from and the positions of the groups granting it.
+//! The rest of an answer is put together per request from those and from JSON pieces made once
+//! per mapping ([`Fragments`]): copies, no serialization of the directory or the mapping.
 
-use serde::ser::{Serialize, SerializeStruct, Serializer};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
 
 use super::directory::{Directory, UserRecord};
 use super::{Access, Mapping};
-use crate::roles::document::RoleDef;
 use crate::roles::evaluate::Decision;
 use crate::roles::resolve::{CompiledMapping, Grant, GroupInfo, Scope};
 
@@ -48,16 +51,18 @@ struct UserRef<'a> {
 /// Marks a grant that comes from `default_role` (no rule) in [`UserView::data`].
 const NO_RULE: u32 = u32::MAX;
 
-/// One user resolved against one mapping, for one directory generation, by index.
+/// One user resolved against one mapping, for one directory generation.
 #[derive(Debug)]
 pub(crate) struct UserView {
     generation: u64,
     /// [`Mapping::serial`] of the mapping it was made from.
     mapping: u64,
+    /// `{"user":…,"groups":[…]`: the roles answer up to its grants.
+    head: Box<[u8]>,
     /// `n`, the user's `n` groups (direct and nested; directory indexes in display-name
-    /// order), then per grant (in scope order): the rule giving its scope and role
-    /// ([`NO_RULE`] for `default_role`), `m`, and the `m` positions among the groups of those
-    /// granting it.
+    /// order), where each group's name starts and ends in `head` (2·`n` offsets), then per grant
+    /// (in scope order): the rule giving its scope and role ([`NO_RULE`] for `default_role`),
+    /// `m`, and the `m` positions among the groups of those granting it.
     data: Box<[u32]>,
 }
 
@@ -80,10 +85,29 @@ impl UserView {
             })
             .collect();
         let grants = mapping.compiled.grant_refs(user.active, &infos);
-        let len = 1 + groups.len() + grants.iter().map(|g| 2 + g.via.len()).sum::<usize>();
+        let len = 1 + 3 * groups.len() + grants.iter().map(|g| 2 + g.via.len()).sum::<usize>();
         let mut data = Vec::with_capacity(len);
         data.push(groups.len() as u32);
         data.extend(groups.iter().map(|(gi, _)| *gi));
+        let mut head = Vec::with_capacity(64 + groups.len() * 24);
+        head.extend_from_slice(b"{\"user\":");
+        let user_out = UserRef {
+            id: &user.id,
+            user_name: &user.user_name,
+            active: user.active,
+        };
+        // writing to a Vec fails only for maps with keys that are not strings: none here
+        let _ = serde_json::to_writer(&mut head, &user_out);
+        head.extend_from_slice(b",\"groups\":[");
+        for (n, (_, g)) in groups.iter().enumerate() {
+            if n > 0 {
+                head.push(b',');
+            }
+            data.push(head.len() as u32);
+            let _ = serde_json::to_writer(&mut head, &g.display_name);
+            data.push(head.len() as u32);
+        }
+        head.push(b']');
         for g in grants {
             data.push(g.rule.unwrap_or(NO_RULE));
             data.push(g.via.len() as u32);
@@ -92,6 +116,7 @@ impl UserView {
         Self {
             generation: dir.generation(),
             mapping: mapping.serial,
+            head: head.into_boxed_slice(),
             data: data.into_boxed_slice(),
         }
     }
@@ -100,15 +125,42 @@ impl UserView {
         self.generation == dir.generation() && self.mapping == mapping.serial
     }
 
+    fn group_count(&self) -> usize {
+        self.data.first().map_or(0, |&n| n as usize)
+    }
+
     /// Directory indexes of the user's groups, in display-name order.
     fn groups(&self) -> &[u32] {
-        let n = self.data.first().map_or(0, |&n| n as usize);
-        self.data.get(1..1 + n).unwrap_or_default()
+        self.data.get(1..1 + self.group_count()).unwrap_or_default()
+    }
+
+    /// The name of the group at `position` in [`Self::groups`], as JSON.
+    fn name_json(&self, position: u32) -> &[u8] {
+        let at = 1 + self.group_count() + 2 * position as usize;
+        match (self.data.get(at), self.data.get(at + 1)) {
+            (Some(&start), Some(&end)) => self
+                .head
+                .get(start as usize..end as usize)
+                .unwrap_or_default(),
+            _ => b"",
+        }
+    }
+
+    /// Names of groups by position, as the elements of a JSON array.
+    fn write_names(&self, out: &mut Vec<u8>, positions: &[u32]) {
+        for (n, &p) in positions.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.name_json(p));
+        }
     }
 
     fn grants(&self) -> impl Iterator<Item = ViewGrant<'_>> + Clone {
-        let n = self.data.first().map_or(0, |&n| n as usize);
-        let mut rest: &[u32] = self.data.get(1 + n..).unwrap_or_default();
+        let mut rest: &[u32] = self
+            .data
+            .get(1 + 3 * self.group_count()..)
+            .unwrap_or_default();
         std::iter::from_fn(move || {
             let (&rule, tail) = rest.split_first()?;
             let (&m, tail) = tail.split_first()?;
@@ -122,73 +174,73 @@ impl UserView {
     }
 }
 
-/// Group names by position in a view's groups (`positions` None: all of them), as a JSON array.
-struct GroupNames<'a> {
-    dir: &'a Directory,
-    groups: &'a [u32],
-    positions: Option<&'a [u32]>,
+/// The JSON of what a grant shows, per rule of a mapping (and for its `default_role`), made
+/// when the mapping is loaded.
+pub(crate) struct Fragments {
+    /// Per rule, then one for `default_role`.
+    grants: Vec<GrantJson>,
 }
 
-impl Serialize for GroupNames<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let name = |g: &u32| self.dir.group_at(*g).map(|g| g.display_name.as_str());
-        match self.positions {
-            None => s.collect_seq(self.groups.iter().filter_map(name)),
-            Some(p) => s.collect_seq(
-                p.iter()
-                    .filter_map(|&p| self.groups.get(p as usize))
-                    .filter_map(name),
-            ),
+struct GrantJson {
+    /// `{"scope":…,"role":…,"via":[`
+    head: Box<[u8]>,
+    scope: Box<[u8]>,
+    role: Box<[u8]>,
+    /// The role's policy; None for a role the mapping does not define.
+    policy: Option<Arc<[u8]>>,
+}
+
+impl Fragments {
+    pub(crate) fn new(c: &CompiledMapping) -> Self {
+        let rules = c.document().rules.len();
+        let mut policies: HashMap<&str, Option<Arc<[u8]>>> = HashMap::new();
+        let grants = (0..=rules)
+            .map(|k| {
+                let rule = (k < rules).then_some(k as u32);
+                let role = c.grant_role(rule);
+                let policy = policies
+                    .entry(role)
+                    .or_insert_with(|| {
+                        c.role(role)
+                            .and_then(|def| serde_json::to_vec(def).ok())
+                            .map(Arc::from)
+                    })
+                    .clone();
+                let scope = serde_json::to_vec(c.grant_scope(rule)).unwrap_or_default();
+                let role = serde_json::to_vec(role).unwrap_or_default();
+                let mut head = b"{\"scope\":".to_vec();
+                head.extend_from_slice(&scope);
+                head.extend_from_slice(b",\"role\":");
+                head.extend_from_slice(&role);
+                head.extend_from_slice(b",\"via\":[");
+                GrantJson {
+                    head: head.into(),
+                    scope: scope.into(),
+                    role: role.into(),
+                    policy,
+                }
+            })
+            .collect();
+        Self { grants }
+    }
+
+    fn grant(&self, rule: Option<u32>) -> Option<&GrantJson> {
+        match rule {
+            Some(r) => self.grants.get(r as usize),
+            None => self.grants.last(),
         }
     }
-}
-
-/// A grant as the roles answer shows it (the fields of [`Grant`]).
-#[derive(serde::Serialize)]
-struct GrantOut<'a> {
-    scope: &'a Scope,
-    role: &'a str,
-    via: GroupNames<'a>,
-}
-
-/// The effective role at a scope and its policy.
-#[derive(serde::Serialize)]
-struct EffectiveOut<'a> {
-    /// The scope asked about.
-    scope: &'a Scope,
-    role: &'a str,
-    /// Where the winning grant was made (the scope itself or one containing it).
-    granted_at: &'a Scope,
-    via: GroupNames<'a>,
-    policy: Option<&'a RoleDef>,
 }
 
 /// What answers about one user read: the directory, the user, its view and the mapping.
 #[derive(Clone, Copy)]
 struct Resolved<'a> {
-    dir: &'a Directory,
     user: &'a UserRecord,
     view: &'a UserView,
     compiled: &'a CompiledMapping,
 }
 
 impl<'a> Resolved<'a> {
-    fn names(&self, positions: Option<&'a [u32]>) -> GroupNames<'a> {
-        GroupNames {
-            dir: self.dir,
-            groups: self.view.groups(),
-            positions,
-        }
-    }
-
-    fn grant_out(&self, g: ViewGrant<'a>) -> GrantOut<'a> {
-        GrantOut {
-            scope: self.compiled.grant_scope(g.rule),
-            role: self.compiled.grant_role(g.rule),
-            via: self.names(Some(g.via)),
-        }
-    }
-
     /// The winning grant at `target` (see [`CompiledMapping::effective`]).
     fn effective(&self, target: &Scope) -> Option<ViewGrant<'a>> {
         let c = self.compiled;
@@ -198,43 +250,6 @@ impl<'a> Resolved<'a> {
                 .map(|g| (g, c.grant_scope(g.rule), c.grant_role(g.rule))),
             target,
         )
-    }
-}
-
-/// The roles answer: `user`, `groups`, `roles`, `effective` (when a workspace was asked about;
-/// null for no role there) and `mapping_version`.
-struct Answer<'a> {
-    r: Resolved<'a>,
-    effective: Option<Option<EffectiveOut<'a>>>,
-    mapping_version: i64,
-}
-
-impl Serialize for Answer<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Grants<'a>(Resolved<'a>);
-        impl Serialize for Grants<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.view.grants().map(|g| self.0.grant_out(g)))
-            }
-        }
-        let r = self.r;
-        let fields = if self.effective.is_some() { 5 } else { 4 };
-        let mut st = s.serialize_struct("RoleAnswer", fields)?;
-        st.serialize_field(
-            "user",
-            &UserRef {
-                id: &r.user.id,
-                user_name: &r.user.user_name,
-                active: r.user.active,
-            },
-        )?;
-        st.serialize_field("groups", &r.names(None))?;
-        st.serialize_field("roles", &Grants(r))?;
-        if let Some(effective) = &self.effective {
-            st.serialize_field("effective", effective)?;
-        }
-        st.serialize_field("mapping_version", &self.mapping_version)?;
-        st.end()
     }
 }
 
@@ -253,7 +268,6 @@ fn with_view<R>(
         stale => stale.insert(UserView::build(dir, i, user, mapping)),
     };
     Ok(f(Resolved {
-        dir,
         user,
         view,
         compiled: &mapping.compiled,
@@ -291,31 +305,69 @@ fn roles_in(
         ),
     };
     with_view(dir, mapping, i, |r| {
-        let effective = target.as_ref().map(|target| {
-            r.effective(target).and_then(|g| {
-                let role = compiled.grant_role(g.rule);
-                let policy = compiled.role(role)?;
-                Some(EffectiveOut {
-                    scope: target,
-                    role,
-                    granted_at: compiled.grant_scope(g.rule),
-                    via: r.names(Some(g.via)),
-                    policy: Some(policy),
-                })
-            })
-        });
-        let mut out = Vec::with_capacity(1024);
-        serde_json::to_writer(
+        let mut out = Vec::with_capacity(r.view.head.len() + 1024);
+        write_answer(
             &mut out,
-            &Answer {
-                r,
-                effective,
-                mapping_version: mapping.version,
-            },
+            r,
+            &mapping.fragments,
+            target.as_ref(),
+            mapping.version,
         )
         .map_err(|e| LookupError::Serialize(e.to_string()))?;
         Ok(out)
     })?
+}
+
+/// The roles answer: `user`, `groups`, `roles`, `effective` (when a workspace was asked about;
+/// null for no role there) and `mapping_version`.
+fn write_answer(
+    out: &mut Vec<u8>,
+    r: Resolved<'_>,
+    fragments: &Fragments,
+    target: Option<&Scope>,
+    mapping_version: i64,
+) -> Result<(), serde_json::Error> {
+    let missing = || serde_json::Error::io(std::io::Error::other("a grant of no rule"));
+    let view = r.view;
+    out.extend_from_slice(&view.head);
+    out.extend_from_slice(b",\"roles\":[");
+    for (n, g) in view.grants().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let f = fragments.grant(g.rule).ok_or_else(missing)?;
+        out.extend_from_slice(&f.head);
+        view.write_names(out, g.via);
+        out.extend_from_slice(b"]}");
+    }
+    out.push(b']');
+    if let Some(target) = target {
+        out.extend_from_slice(b",\"effective\":");
+        let won = r
+            .effective(target)
+            .and_then(|g| Some((g, fragments.grant(g.rule)?)))
+            .and_then(|(g, f)| Some((g, f, f.policy.as_ref()?)));
+        match won {
+            None => out.extend_from_slice(b"null"),
+            Some((g, f, policy)) => {
+                out.extend_from_slice(b"{\"scope\":");
+                serde_json::to_writer(&mut *out, target)?;
+                out.extend_from_slice(b",\"role\":");
+                out.extend_from_slice(&f.role);
+                out.extend_from_slice(b",\"granted_at\":");
+                out.extend_from_slice(&f.scope);
+                out.extend_from_slice(b",\"via\":[");
+                view.write_names(out, g.via);
+                out.extend_from_slice(b"],\"policy\":");
+                out.extend_from_slice(policy);
+                out.push(b'}');
+            }
+        }
+    }
+    out.extend_from_slice(b",\"mapping_version\":");
+    write!(out, "{mapping_version}").map_err(serde_json::Error::io)?;
+    out.push(b'}');
+    Ok(())
 }
 
 /// What an evaluation asks, besides who (see [`Access::decide`]).

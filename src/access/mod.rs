@@ -34,6 +34,8 @@ pub struct Mapping {
     /// Unique to this value in this process (a reloaded mapping of the same version gets a new
     /// one): lookup views are stamped with it.
     serial: u64,
+    /// The pieces of the roles answer that depend on the mapping only, serialized once.
+    fragments: lookup::Fragments,
 }
 
 impl Mapping {
@@ -41,6 +43,7 @@ impl Mapping {
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         Self {
             version,
+            fragments: lookup::Fragments::new(&compiled),
             compiled,
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
         }
