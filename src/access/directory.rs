@@ -30,6 +30,9 @@ pub(crate) type ViewSlot = std::sync::Mutex<Option<super::lookup::UserView>>;
 struct UserEntry {
     rec: UserRecord,
     groups: Vec<u32>,
+    /// The generation of the last change to what the user's view is made from: its record,
+    /// its groups (direct and nested) and their names.
+    changed: u64,
     view: ViewSlot,
 }
 
@@ -56,7 +59,7 @@ pub struct Directory {
     by_external: HashMap<String, u32>,
     group_idx: HashMap<String, u32>,
     groups: Vec<Option<GroupEntry>>,
-    /// Bumped by every change; a cached view is good only for the generation it was made in.
+    /// Bumped by every change; a user's view is good if made at or after the user's `changed`.
     generation: u64,
 }
 
@@ -117,6 +120,7 @@ impl Directory {
         self.users[i as usize] = Some(UserEntry {
             rec,
             groups,
+            changed: self.generation,
             view: ViewSlot::default(),
         });
     }
@@ -144,6 +148,8 @@ impl Directory {
     pub fn set_group(&mut self, rec: GroupRecord, members: &[Member]) {
         self.generation += 1;
         let gi = self.intern_group(&rec.id);
+        // everyone in the group before the change and after it
+        self.touch_members(gi);
         // detach the old members
         if let Some(old) = self.groups[gi as usize].take() {
             for u in &old.users {
@@ -209,6 +215,28 @@ impl Directory {
             g.users = users;
             g.subgroups = subgroups;
         }
+        self.touch_members(gi);
+    }
+
+    /// Mark every user in group `gi`, directly or through nesting, as changed now.
+    fn touch_members(&mut self, gi: u32) {
+        let mut seen: Vec<u32> = Vec::new();
+        let mut stack = vec![gi];
+        while let Some(g) = stack.pop() {
+            if seen.contains(&g) {
+                continue;
+            }
+            seen.push(g);
+            let Some(Some(group)) = self.groups.get(g as usize) else {
+                continue;
+            };
+            stack.extend(group.subgroups.iter().copied());
+            for &u in &group.users {
+                if let Some(Some(user)) = self.users.get_mut(u as usize) {
+                    user.changed = self.generation;
+                }
+            }
+        }
     }
 
     /// A membership for a user whose record has not been loaded yet: keep a placeholder.
@@ -221,6 +249,7 @@ impl Directory {
                 active: false,
             },
             groups: vec![gi],
+            changed: self.generation,
             view: ViewSlot::default(),
         });
     }
@@ -231,6 +260,7 @@ impl Directory {
         let Some(gi) = self.group_idx.remove(id) else {
             return;
         };
+        self.touch_members(gi);
         if let Some(old) = self.groups[gi as usize].take() {
             for u in old.users {
                 if let Some(Some(user)) = self.users.get_mut(u as usize) {
@@ -291,6 +321,15 @@ impl Directory {
     /// The change counter: any change to users, groups or memberships moves it.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The generation of the last change to the user at `i`, its groups (direct and nested)
+    /// or their names; 0 for no such user.
+    pub(crate) fn user_changed(&self, i: u32) -> u64 {
+        match self.users.get(i as usize) {
+            Some(Some(u)) => u.changed,
+            _ => 0,
+        }
     }
 
     /// All groups of a user, direct and through nesting (each once, cycles are safe).

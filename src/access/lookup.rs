@@ -3,9 +3,11 @@
 //!
 //! What a user's answers share (the user's groups and grants) is worked out once and kept as
 //! a [`UserView`] in the user's own slot in the directory, stamped with the directory
-//! generation and the mapping it was made from. Any change to the directory moves the
-//! generation and any mapping change replaces the mapping, so a stale view is never used: the
-//! next lookup makes a new one. A view is small enough for every user to have one (the
+//! generation it was made in and the mapping it was made from. The directory records, per
+//! user, the generation of the last change to what the view is made from (the user's record,
+//! its groups, direct and nested, and their names: see `Directory::user_changed`), and any
+//! mapping change replaces the mapping, so a stale view is never used: the next lookup makes a
+//! new one. Changes to other users and groups leave a view alone. A view is small enough for every user to have one (the
 //! server makes them all at start-up): the answer's first part, `{"user":…,"groups":[…]`,
 //! serialized (~230 bytes), the groups by directory index and where each name sits in that
 //! JSON, and each grant as the rule it comes from and the positions of the groups granting it.
@@ -121,8 +123,9 @@ impl UserView {
         }
     }
 
-    fn is_current(&self, dir: &Directory, mapping: &Mapping) -> bool {
-        self.generation == dir.generation() && self.mapping == mapping.serial
+    /// Made from `mapping`, and since the last change to what user `i`'s view is made from.
+    fn is_current(&self, dir: &Directory, i: u32, mapping: &Mapping) -> bool {
+        self.generation >= dir.user_changed(i) && self.mapping == mapping.serial
     }
 
     fn group_count(&self) -> usize {
@@ -264,7 +267,7 @@ fn with_view<R>(
     let slot = dir.view_slot(i).ok_or(LookupError::UnknownUser)?;
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     let view = match &mut *slot {
-        Some(v) if v.is_current(dir, mapping) => v,
+        Some(v) if v.is_current(dir, i, mapping) => v,
         stale => stale.insert(UserView::build(dir, i, user, mapping)),
     };
     Ok(f(Resolved {

@@ -484,3 +484,113 @@ fn a_view_is_a_few_integers() {
     assert!(view.data.len() <= 1 + 3 * 6 + 5 * 3, "{:?}", view.data);
     assert!(std::mem::size_of::<UserView>() <= 48);
 }
+
+/// Random changes to a small directory (users coming and going, groups renamed, nested in
+/// cycles, emptied and removed, mappings replaced): after each one, every answer made from the
+/// views kept so far is the answer made from scratch.
+#[test]
+fn views_follow_random_changes() {
+    const NAMES: &[&str] = &[
+        "engineering",
+        "Engineering",
+        "legal",
+        "legal-counsel",
+        "tie-a",
+        "tie-b",
+        "claude-admin",
+        "all \"staff\"",
+        "platform",
+        "eng-leads",
+        "other",
+        "",
+    ];
+    let mut seed = 0x5eed_u64;
+    let mut next = move |n: usize| {
+        // splitmix64
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    };
+    let mappings = [mapping(1, ""), mapping(2, "viewer"), mapping(2, "viewer")];
+    let mut m = &mappings[0];
+    let mut dir = Directory::default();
+    let keys: Vec<String> = (0..8).map(|u| format!("u{u}")).collect();
+    let queries = [
+        (None, None),
+        (Some("engineering"), None),
+        (Some("legal"), Some("contracts")),
+        (Some("sales \"EU\""), None),
+    ];
+    let mut answered = 0;
+    for step in 0..400 {
+        match next(10) {
+            0..=2 => {
+                let u = next(8);
+                dir.upsert_user(user(&format!("u{u}"), &format!("User{u}"), next(4) > 0));
+            }
+            3 => dir.remove_user(&format!("u{}", next(8))),
+            4..=7 => {
+                let g = next(8);
+                let mut members: Vec<Member> = Vec::new();
+                for _ in 0..next(5) {
+                    members.push(Member::User(format!("u{}", next(8))));
+                }
+                for _ in 0..next(3) {
+                    members.push(Member::Group(format!("g{}", next(8))));
+                }
+                let external = (next(4) == 0).then_some("0f1a-AAAA");
+                dir.set_group(
+                    group(&format!("g{g}"), NAMES[next(NAMES.len())], external),
+                    &members,
+                );
+            }
+            8 => dir.remove_group(&format!("g{}", next(8))),
+            _ => m = &mappings[next(mappings.len())],
+        }
+        for key in &keys {
+            for (workspace, project) in queries {
+                let new = roles_in(&dir, m, key, workspace, project);
+                let old = old_roles(&dir, m, key, workspace, project);
+                assert_eq!(
+                    new.as_deref().map(String::from_utf8_lossy),
+                    old.as_deref().map(String::from_utf8_lossy),
+                    "step {step}: {key} {workspace:?} {project:?}"
+                );
+                answered += usize::from(new.is_ok());
+            }
+        }
+    }
+    assert!(answered > 1000, "{answered} answers");
+}
+
+#[test]
+fn changes_to_others_leave_a_view_alone() {
+    let mut dir = directory();
+    let m = mapping(1, "");
+    let made_at = |dir: &Directory, key: &str| {
+        roles_in(dir, &m, key, None, None).unwrap();
+        let i = dir.find_user_index(key).unwrap();
+        let slot = dir.view_slot(i).unwrap().lock().unwrap();
+        slot.as_ref().unwrap().generation
+    };
+    let first = made_at(&dir, "u2");
+    // another user, a group u2 is not in (even nested), a new group
+    dir.upsert_user(user("u4", "dave", false));
+    dir.set_group(group("g-adm", "claude-admins", None), &users(&["u1", "u4"]));
+    dir.set_group(group("g-new", "new", None), &users(&["u5"]));
+    dir.remove_group("g-ghost");
+    assert_eq!(made_at(&dir, "u2"), first, "kept");
+    // u5 is in engineering through platform; u2 is in a group engineering is in
+    let erin = made_at(&dir, "u5");
+    dir.set_group(group("g-eng", "Engineering", None), &users(&["u1"]));
+    assert_eq!(made_at(&dir, "u2"), first, "kept");
+    assert!(made_at(&dir, "u5") > erin, "made again");
+    // a rename of u2's group
+    dir.set_group(
+        group("g-all", "everyone", None),
+        &[Member::Group("g-eng".into()), Member::User("u2".into())],
+    );
+    assert!(made_at(&dir, "u2") > first, "made again");
+}
