@@ -175,13 +175,13 @@ impl CompiledMapping {
         };
         let (canonical, projects) = self
             .workspaces
-            .get(&fold(ws))
+            .get(fold_cow(ws).as_ref())
             .ok_or_else(|| format!("unknown workspace {ws:?}"))?;
         let project = match project {
             None => None,
             Some(p) => Some(
                 projects
-                    .get(&fold(p))
+                    .get(fold_cow(p).as_ref())
                     .cloned()
                     .ok_or_else(|| format!("unknown project {p:?} in workspace {canonical:?}"))?,
             ),
