@@ -50,9 +50,6 @@ struct UserRef<'a> {
     active: bool,
 }
 
-/// Marks a grant that comes from `default_role` (no rule) in [`UserView::data`].
-const NO_RULE: u32 = u32::MAX;
-
 /// One user resolved against one mapping, for one directory generation.
 #[derive(Debug)]
 pub(crate) struct UserView {
@@ -63,15 +60,15 @@ pub(crate) struct UserView {
     head: Box<[u8]>,
     /// `n`, the user's `n` groups (direct and nested; directory indexes in display-name
     /// order), where each group's name starts and ends in `head` (2·`n` offsets), then per grant
-    /// (in scope order): the rule giving its scope and role ([`NO_RULE`] for `default_role`),
-    /// `m`, and the `m` positions among the groups of those granting it.
+    /// (in scope order): its scope and role (`GrantRef::kind`), `m`, and the `m` positions among
+    /// the groups of those granting it.
     data: Box<[u32]>,
 }
 
 /// One grant of a [`UserView`].
 #[derive(Debug, Clone, Copy)]
 struct ViewGrant<'v> {
-    rule: Option<u32>,
+    kind: u32,
     /// Positions in [`UserView::groups`].
     via: &'v [u32],
 }
@@ -111,7 +108,7 @@ impl UserView {
         }
         head.push(b']');
         for g in grants {
-            data.push(g.rule.unwrap_or(NO_RULE));
+            data.push(g.kind);
             data.push(g.via.len() as u32);
             data.extend(g.via);
         }
@@ -165,22 +162,18 @@ impl UserView {
             .get(1 + 3 * self.group_count()..)
             .unwrap_or_default();
         std::iter::from_fn(move || {
-            let (&rule, tail) = rest.split_first()?;
+            let (&kind, tail) = rest.split_first()?;
             let (&m, tail) = tail.split_first()?;
             let (via, tail) = tail.split_at_checked(m as usize)?;
             rest = tail;
-            Some(ViewGrant {
-                rule: (rule != NO_RULE).then_some(rule),
-                via,
-            })
+            Some(ViewGrant { kind, via })
         })
     }
 }
 
-/// The JSON of what a grant shows, per rule of a mapping (and for its `default_role`), made
+/// The JSON of what a grant shows, per (scope, role) of a mapping (`GrantRef::kind`), made
 /// when the mapping is loaded.
 pub(crate) struct Fragments {
-    /// Per rule, then one for `default_role`.
     grants: Vec<GrantJson>,
 }
 
@@ -195,12 +188,10 @@ struct GrantJson {
 
 impl Fragments {
     pub(crate) fn new(c: &CompiledMapping) -> Self {
-        let rules = c.document().rules.len();
         let mut policies: HashMap<&str, Option<Arc<[u8]>>> = HashMap::new();
-        let grants = (0..=rules)
-            .map(|k| {
-                let rule = (k < rules).then_some(k as u32);
-                let role = c.grant_role(rule);
+        let grants = (0..c.grant_kinds() as u32)
+            .map(|kind| {
+                let role = c.grant_role(kind);
                 let policy = policies
                     .entry(role)
                     .or_insert_with(|| {
@@ -209,7 +200,7 @@ impl Fragments {
                             .map(Arc::from)
                     })
                     .clone();
-                let scope = serde_json::to_vec(c.grant_scope(rule)).unwrap_or_default();
+                let scope = serde_json::to_vec(c.grant_scope(kind)).unwrap_or_default();
                 let role = serde_json::to_vec(role).unwrap_or_default();
                 let mut head = b"{\"scope\":".to_vec();
                 head.extend_from_slice(&scope);
@@ -227,11 +218,8 @@ impl Fragments {
         Self { grants }
     }
 
-    fn grant(&self, rule: Option<u32>) -> Option<&GrantJson> {
-        match rule {
-            Some(r) => self.grants.get(r as usize),
-            None => self.grants.last(),
-        }
+    fn grant(&self, kind: u32) -> Option<&GrantJson> {
+        self.grants.get(kind as usize)
     }
 }
 
@@ -250,7 +238,7 @@ impl<'a> Resolved<'a> {
         self.compiled.effective_among(
             self.view
                 .grants()
-                .map(|g| (g, c.grant_scope(g.rule), c.grant_role(g.rule))),
+                .map(|g| (g, c.grant_scope(g.kind), c.grant_role(g.kind))),
             target,
         )
     }
@@ -330,7 +318,7 @@ fn write_answer(
     target: Option<&Scope>,
     mapping_version: i64,
 ) -> Result<(), serde_json::Error> {
-    let missing = || serde_json::Error::io(std::io::Error::other("a grant of no rule"));
+    let missing = || serde_json::Error::io(std::io::Error::other("a grant of no known kind"));
     let view = r.view;
     out.extend_from_slice(&view.head);
     out.extend_from_slice(b",\"roles\":[");
@@ -338,7 +326,7 @@ fn write_answer(
         if n > 0 {
             out.push(b',');
         }
-        let f = fragments.grant(g.rule).ok_or_else(missing)?;
+        let f = fragments.grant(g.kind).ok_or_else(missing)?;
         out.extend_from_slice(&f.head);
         view.write_names(out, g.via);
         out.extend_from_slice(b"]}");
@@ -348,7 +336,7 @@ fn write_answer(
         out.extend_from_slice(b",\"effective\":");
         let won = r
             .effective(target)
-            .and_then(|g| Some((g, fragments.grant(g.rule)?)))
+            .and_then(|g| Some((g, fragments.grant(g.kind)?)))
             .and_then(|(g, f)| Some((g, f, f.policy.as_ref()?)));
         match won {
             None => out.extend_from_slice(b"null"),
@@ -400,7 +388,7 @@ fn decide_in(dir: &Directory, mapping: &Mapping, user_key: &str, ask: &Ask<'_>) 
         let compiled = r.compiled;
         match compiled.scope(ask.workspace, ask.project) {
             Ok(target) => {
-                let role = r.effective(&target).map(|g| compiled.grant_role(g.rule));
+                let role = r.effective(&target).map(|g| compiled.grant_role(g.kind));
                 compiled.evaluate_role(role, &target, ask.action, ask.model, ask.max_tokens)
             }
             Err(e) => Decision::deny(None, e),
@@ -429,8 +417,8 @@ fn claims_in(
             .view
             .grants()
             .map(|g| Grant {
-                scope: r.compiled.grant_scope(g.rule).clone(),
-                role: r.compiled.grant_role(g.rule).to_string(),
+                scope: r.compiled.grant_scope(g.kind).clone(),
+                role: r.compiled.grant_role(g.kind).to_string(),
                 via: g
                     .via
                     .iter()

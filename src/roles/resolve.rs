@@ -77,15 +77,15 @@ pub struct GroupInfo<'a> {
 /// [`CompiledMapping::grant_refs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRef {
-    /// A rule whose scope and role are the grant's ([`CompiledMapping::grant_scope`],
-    /// [`CompiledMapping::grant_role`]); `None` for `default_role` at the organization.
-    pub rule: Option<u32>,
+    /// The grant's scope and role, as an index into the mapping's (scope, role) pairs
+    /// ([`CompiledMapping::grant_scope`], [`CompiledMapping::grant_role`]).
+    pub kind: u32,
     /// Positions, in the groups resolved, of the groups whose rules grant it: in display-name
     /// order, one per name; empty when the grant comes from `default_role` alone.
     pub via: Vec<u32>,
 }
 
-/// The organization-wide scope, for grants that name no rule.
+/// The organization-wide scope (for a kind out of range, which a caller never has).
 static ORG: Scope = Scope {
     workspace: None,
     project: None,
@@ -101,8 +101,13 @@ pub struct CompiledMapping {
     by_external_id: HashMap<String, Vec<usize>>,
     /// Lower-cased workspace name -> (canonical name, lower-cased project name -> canonical).
     workspaces: HashMap<String, (String, HashMap<String, String>)>,
-    /// The canonical scope of each rule.
-    rule_scopes: Vec<Scope>,
+    /// Each (canonical scope, role) some rule or `default_role` grants, once: few, however
+    /// many rules there are, so what a grant reads of the mapping stays in cache.
+    kinds: Vec<(Scope, String)>,
+    /// The index in `kinds` of each rule's scope and role.
+    rule_kinds: Vec<u32>,
+    /// The index in `kinds` of `default_role` at the organization, when there is one.
+    default_kind: Option<u32>,
 }
 
 impl CompiledMapping {
@@ -122,8 +127,22 @@ impl CompiledMapping {
             by_name: HashMap::new(),
             by_external_id: HashMap::new(),
             workspaces,
-            rule_scopes: Vec::new(),
+            kinds: Vec::new(),
+            rule_kinds: Vec::new(),
+            default_kind: None,
         };
+        let mut kinds: HashMap<(Scope, String), u32> = HashMap::new();
+        let mut kind_of = |compiled: &mut CompiledMapping, scope: Scope, role: &str| {
+            *kinds
+                .entry((scope, role.to_string()))
+                .or_insert_with_key(|k| {
+                    compiled.kinds.push(k.clone());
+                    (compiled.kinds.len() - 1) as u32
+                })
+        };
+        if !doc.default_role.is_empty() {
+            compiled.default_kind = Some(kind_of(&mut compiled, Scope::org(), &doc.default_role));
+        }
         for (i, rule) in doc.rules.iter().enumerate() {
             if let Some(name) = &rule.group {
                 compiled.by_name.entry(fold(name)).or_default().push(i);
@@ -138,7 +157,8 @@ impl CompiledMapping {
             let scope = compiled
                 .scope(rule.workspace.as_deref(), rule.project.as_deref())
                 .unwrap_or_default();
-            compiled.rule_scopes.push(scope);
+            let kind = kind_of(&mut compiled, scope, &rule.role);
+            compiled.rule_kinds.push(kind);
         }
         compiled.doc = doc;
         Ok(compiled)
@@ -229,8 +249,8 @@ impl CompiledMapping {
         self.grant_refs(active, groups)
             .into_iter()
             .map(|r| Grant {
-                scope: self.grant_scope(r.rule).clone(),
-                role: self.grant_role(r.rule).to_string(),
+                scope: self.grant_scope(r.kind).clone(),
+                role: self.grant_role(r.kind).to_string(),
                 via: r
                     .via
                     .iter()
@@ -241,32 +261,32 @@ impl CompiledMapping {
             .collect()
     }
 
-    /// [`Self::grants`] by reference: for each grant, the rule giving its scope and role and the
-    /// positions in `groups` of the groups granting it (see [`GrantRef`]). Nothing is copied,
-    /// so a caller can keep a user's grants in a few integers.
+    /// [`Self::grants`] by reference: for each grant, its scope and role as an index (see
+    /// [`Self::grant_scope`]) and the positions in `groups` of the groups granting it (see
+    /// [`GrantRef`]). Nothing is copied, so a caller can keep a user's grants in a few
+    /// integers.
     pub fn grant_refs(&self, active: bool, groups: &[GroupInfo<'_>]) -> Vec<GrantRef> {
         if !active {
             return Vec::new();
         }
-        // (scope, role, granting group, rule, the group's position); a `None` group marks
-        // `default_role`, which names no group and no rule
-        type Hit<'a> = (&'a Scope, &'a str, Option<&'a str>, Option<u32>, u32);
+        // (scope, role, granting group, the index of scope and role, the group's position); a
+        // `None` group marks `default_role`, which names no group
+        type Hit<'a> = (&'a Scope, &'a str, Option<&'a str>, u32, u32);
         fn key<'h>(h: &Hit<'h>) -> (&'h Scope, &'h str, Option<&'h str>) {
             (h.0, h.1, h.2)
         }
         let mut hits: Vec<Hit<'_>> = Vec::with_capacity(groups.len() * 2);
-        if !self.doc.default_role.is_empty() {
-            hits.push((&ORG, self.doc.default_role.as_str(), None, None, 0));
+        if let Some(k) = self.default_kind {
+            hits.push((self.grant_scope(k), self.grant_role(k), None, k, 0));
         }
         for (pos, group) in groups.iter().enumerate() {
             for i in self.rules_of(group) {
-                if let (Some(rule), Some(scope)) = (self.doc.rules.get(i), self.rule_scopes.get(i))
-                {
+                if let Some(&k) = self.rule_kinds.get(i) {
                     hits.push((
-                        scope,
-                        rule.role.as_str(),
+                        self.grant_scope(k),
+                        self.grant_role(k),
                         Some(group.display_name),
-                        Some(i as u32),
+                        k,
                         pos as u32,
                     ));
                 }
@@ -285,7 +305,7 @@ impl CompiledMapping {
             }
             if let Some(winner) = best {
                 grants.push(GrantRef {
-                    rule: winner[0].3,
+                    kind: winner[0].3,
                     via: winner
                         .iter()
                         .filter(|h| h.2.is_some())
@@ -297,22 +317,19 @@ impl CompiledMapping {
         grants
     }
 
-    /// The scope of a [`GrantRef::rule`] (the organization for `None`, `default_role`).
-    pub fn grant_scope(&self, rule: Option<u32>) -> &Scope {
-        rule.and_then(|i| self.rule_scopes.get(i as usize))
-            .unwrap_or(&ORG)
+    /// The scope of a [`GrantRef::kind`].
+    pub fn grant_scope(&self, kind: u32) -> &Scope {
+        self.kinds.get(kind as usize).map_or(&ORG, |k| &k.0)
     }
 
-    /// The role of a [`GrantRef::rule`] (`default_role` for `None`).
-    pub fn grant_role(&self, rule: Option<u32>) -> &str {
-        match rule {
-            None => &self.doc.default_role,
-            Some(i) => self
-                .doc
-                .rules
-                .get(i as usize)
-                .map_or("", |r| r.role.as_str()),
-        }
+    /// The role of a [`GrantRef::kind`].
+    pub fn grant_role(&self, kind: u32) -> &str {
+        self.kinds.get(kind as usize).map_or("", |k| k.1.as_str())
+    }
+
+    /// How many (scope, role) pairs the mapping grants: [`GrantRef::kind`]s are below it.
+    pub fn grant_kinds(&self) -> usize {
+        self.kinds.len()
     }
 
     /// The effective role at `target`: the highest-ranked grant whose scope is the target or
