@@ -10,10 +10,6 @@ use crate::roles::document::{parse_toml, to_toml, MappingDocument};
 use crate::startup::{self, Application};
 use crate::store::Actor;
 
-/// The CLI loads the role view for mapping diffs and applies, never to answer lookups: a
-/// one-slot lookup cache.
-const NO_LOOKUPS: usize = 1;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "rolecall",
@@ -122,9 +118,6 @@ pub struct ServeArgs {
     /// `aud` claim of signed role tokens.
     #[arg(long, env = "ROLECALL_ROLE_TOKEN_AUDIENCE", default_value = "rolecall")]
     pub role_token_audience: String,
-    /// How many resolved users role lookups keep cached (about 1-2 KB each).
-    #[arg(long, env = "ROLECALL_LOOKUP_CACHE_USERS", default_value_t = 65536)]
-    pub lookup_cache_users: usize,
     /// SQLite: user documents kept in memory for single-user SCIM reads (0 = always read the database).
     #[arg(long, env = "ROLECALL_SCIM_CACHE_USERS", default_value_t = 16384)]
     pub scim_cache_users: usize,
@@ -173,7 +166,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 workers: a.workers,
                 role_token_ttl_secs: a.role_token_ttl.clamp(1, 86_400),
                 role_token_audience: a.role_token_audience,
-                lookup_cache_users: a.lookup_cache_users.max(1),
                 scim_cache_users: a.scim_cache_users,
                 ..Settings::default()
             };
@@ -181,7 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let writers = startup::claim(&settings)?;
             let store = startup::connect(&settings).await?;
             if let Some(file) = &a.mappings {
-                let access = Access::load(store.clone(), NO_LOOKUPS).await?;
+                let access = Access::load(store.clone()).await?;
                 let doc = read_mapping_file(file)?;
                 let (version, diff) = access
                     .apply(doc, None, &Actor::cli())
@@ -213,7 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Settings::default()
             };
             let store = startup::connect(&settings).await?;
-            let access = Access::load(store.clone(), NO_LOOKUPS).await?;
+            let access = Access::load(store.clone()).await?;
             match m {
                 MappingsCommand::Diff { file } => {
                     let diff = access

@@ -36,8 +36,6 @@ pub struct Settings {
     pub role_token_ttl_secs: u64,
     /// `aud` of signed role tokens.
     pub role_token_audience: String,
-    /// How many resolved users the lookup path keeps (about 1–2 KB each).
-    pub lookup_cache_users: usize,
     /// SQLite: how many user documents single-user SCIM reads keep in memory (0 = none).
     pub scim_cache_users: usize,
 }
@@ -58,7 +56,6 @@ impl Default for Settings {
             feed_poll_ms: 200,
             role_token_ttl_secs: 300,
             role_token_audience: "rolecall".into(),
-            lookup_cache_users: 64 * 1024,
             scim_cache_users: 16 * 1024,
         }
     }
@@ -94,7 +91,6 @@ impl fmt::Debug for Settings {
             .field("feed_poll_ms", &self.feed_poll_ms)
             .field("role_token_ttl_secs", &self.role_token_ttl_secs)
             .field("role_token_audience", &self.role_token_audience)
-            .field("lookup_cache_users", &self.lookup_cache_users)
             .field("scim_cache_users", &self.scim_cache_users)
             .finish()
     }

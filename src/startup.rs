@@ -52,7 +52,7 @@ impl Application {
         store: Store,
         writers: Writers,
     ) -> anyhow::Result<Self> {
-        let access = Access::load(store.clone(), settings.lookup_cache_users)
+        let access = Access::load(store.clone())
             .await
             .context("loading users, groups and mappings")?;
         if writers.sole() {
@@ -71,6 +71,13 @@ impl Application {
                 .context("generating the first signing key")?;
             access.catch_up().await?;
         }
+        let started = std::time::Instant::now();
+        let views = access.warm_views();
+        tracing::info!(
+            users = views,
+            ms = started.elapsed().as_millis() as u64,
+            "resolved every user's roles"
+        );
         let follower = access.spawn_follower(Duration::from_millis(settings.feed_poll_ms.max(10)));
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -26,10 +26,18 @@ pub struct GroupRecord {
     pub external_id: Option<String>,
 }
 
+/// Where role lookups keep their view of one user (see `super::lookup`): made by the first
+/// lookup after a change, next to the record it is made from.
+pub(crate) type ViewSlot = std::sync::Mutex<Option<super::lookup::UserView>>;
+
 #[derive(Debug)]
 struct UserEntry {
     rec: UserRecord,
     groups: Vec<u32>,
+    /// The generation of the last change to what the user's view is made from: its record,
+    /// its groups (direct and nested) and their names.
+    changed: u64,
+    view: ViewSlot,
 }
 
 #[derive(Debug)]
@@ -55,7 +63,7 @@ pub struct Directory {
     by_external: HashMap<String, u32>,
     group_idx: HashMap<String, u32>,
     groups: Vec<Option<GroupEntry>>,
-    /// Bumped by every change; a cached view is good only for the generation it was made in.
+    /// Bumped by every change; a user's view is good if made at or after the user's `changed`.
     generation: u64,
 }
 
@@ -113,7 +121,12 @@ impl Directory {
         if let Some(e) = &rec.external_id {
             self.by_external.insert(e.clone(), i);
         }
-        self.users[i as usize] = Some(UserEntry { rec, groups });
+        self.users[i as usize] = Some(UserEntry {
+            rec,
+            groups,
+            changed: self.generation,
+            view: ViewSlot::default(),
+        });
     }
 
     /// Remove a user and its memberships.
@@ -139,6 +152,8 @@ impl Directory {
     pub fn set_group(&mut self, rec: GroupRecord, members: &[Member]) {
         self.generation += 1;
         let gi = self.intern_group(&rec.id);
+        // everyone in the group before the change and after it
+        self.touch_members(gi);
         // detach the old members
         if let Some(old) = self.groups[gi as usize].take() {
             for u in &old.users {
@@ -204,6 +219,28 @@ impl Directory {
             g.users = users;
             g.subgroups = subgroups;
         }
+        self.touch_members(gi);
+    }
+
+    /// Mark every user in group `gi`, directly or through nesting, as changed now.
+    fn touch_members(&mut self, gi: u32) {
+        let mut seen: Vec<u32> = Vec::new();
+        let mut stack = vec![gi];
+        while let Some(g) = stack.pop() {
+            if seen.contains(&g) {
+                continue;
+            }
+            seen.push(g);
+            let Some(Some(group)) = self.groups.get(g as usize) else {
+                continue;
+            };
+            stack.extend(group.subgroups.iter().copied());
+            for &u in &group.users {
+                if let Some(Some(user)) = self.users.get_mut(u as usize) {
+                    user.changed = self.generation;
+                }
+            }
+        }
     }
 
     /// A membership for a user whose record has not been loaded yet: keep a placeholder.
@@ -217,6 +254,8 @@ impl Directory {
                 version: 0,
             },
             groups: vec![gi],
+            changed: self.generation,
+            view: ViewSlot::default(),
         });
     }
 
@@ -226,6 +265,7 @@ impl Directory {
         let Some(gi) = self.group_idx.remove(id) else {
             return;
         };
+        self.touch_members(gi);
         if let Some(old) = self.groups[gi as usize].take() {
             for u in old.users {
                 if let Some(Some(user)) = self.users.get_mut(u as usize) {
@@ -284,9 +324,39 @@ impl Directory {
         }
     }
 
+    /// The indexes of every user with a record.
+    pub(crate) fn user_indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.users.len() as u32).filter(|&i| self.user_at(i).is_some())
+    }
+
+    /// The view slot of the user at index `i`.
+    pub(crate) fn view_slot(&self, i: u32) -> Option<&ViewSlot> {
+        match self.users.get(i as usize) {
+            Some(Some(u)) => Some(&u.view),
+            _ => None,
+        }
+    }
+
+    /// The group at index `i`.
+    pub(crate) fn group_at(&self, i: u32) -> Option<&GroupRecord> {
+        match self.groups.get(i as usize) {
+            Some(Some(g)) => Some(&g.rec),
+            _ => None,
+        }
+    }
+
     /// The change counter: any change to users, groups or memberships moves it.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The generation of the last change to the user at `i`, its groups (direct and nested)
+    /// or their names; 0 for no such user.
+    pub(crate) fn user_changed(&self, i: u32) -> u64 {
+        match self.users.get(i as usize) {
+            Some(Some(u)) => u.changed,
+            _ => 0,
+        }
     }
 
     /// All groups of a user, direct and through nesting (each once, cycles are safe).
@@ -299,6 +369,14 @@ impl Directory {
 
     /// [`Self::groups_of`] the user at index `ui`.
     pub(crate) fn groups_of_index(&self, ui: u32) -> Vec<&GroupRecord> {
+        self.indexed_groups_of(ui)
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect()
+    }
+
+    /// [`Self::groups_of_index`] with each group's index.
+    pub(crate) fn indexed_groups_of(&self, ui: u32) -> Vec<(u32, &GroupRecord)> {
         let Some(Some(user)) = self.users.get(ui as usize) else {
             return Vec::new();
         };
@@ -313,18 +391,18 @@ impl Directory {
                 stack.extend(group.parents.iter().copied());
             }
         }
-        let mut out: Vec<&GroupRecord> = seen
+        let mut out: Vec<(u32, &GroupRecord)> = seen
             .iter()
-            .filter_map(|g| match self.groups.get(*g as usize) {
+            .filter_map(|&g| match self.groups.get(g as usize) {
                 Some(Some(group))
                     if !group.rec.display_name.is_empty() || group.rec.external_id.is_some() =>
                 {
-                    Some(&group.rec)
+                    Some((g, &group.rec))
                 }
                 _ => None,
             })
             .collect();
-        out.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        out.sort_by(|a, b| a.1.display_name.cmp(&b.1.display_name));
         out
     }
 

@@ -1,20 +1,27 @@
 //! Answers for gateways: a user's roles per scope, the effective role and policy at a scope,
 //! and access decisions. Everything here reads memory only.
 //!
-//! What a user's answers share (the user, its grants, and the serialized head of the roles
-//! answer) is worked out once and kept as a [`UserView`] in a [`ViewCache`] of fixed size,
-//! stamped with the directory generation and the mapping it was made from. Any change to the
-//! directory moves the generation and any mapping change replaces the mapping, so a stale view
-//! is never used: the next lookup makes a new one.
+//! What a user's answers share (the user's groups and grants) is worked out once and kept as
+//! a [`UserView`] in the user's own slot in the directory, stamped with the directory
+//! generation it was made in and the mapping it was made from. The directory records, per
+//! user, the generation of the last change to what the view is made from (the user's record,
+//! its groups, direct and nested, and their names: see `Directory::user_changed`), and any
+//! mapping change replaces the mapping, so a stale view is never used: the next lookup makes a
+//! new one. Changes to other users and groups leave a view alone. A view is small enough for every user to have one (the
+//! server makes them all at start-up): the answer's first part, `{"user":…,"groups":[…]`,
+//! serialized (~230 bytes), the groups by directory index and where each name sits in that
+//! JSON, and each grant as the rule it comes from and the positions of the groups granting it.
+//! The rest of an answer is put together per request from those and from JSON pieces made once
+//! per mapping ([`Fragments`]): copies, no serialization of the directory or the mapping.
 
+use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use super::directory::{Directory, UserRecord};
 use super::{Access, Mapping};
-use crate::roles::document::RoleDef;
 use crate::roles::evaluate::Decision;
-use crate::roles::resolve::{Grant, GroupInfo, Scope};
+use crate::roles::resolve::{CompiledMapping, Grant, GroupInfo, Scope};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -22,9 +29,11 @@ pub enum LookupError {
     UnknownUser,
     #[error("{0}")]
     UnknownScope(String),
+    #[error("serializing the answer: {0}")]
+    Serialize(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct UserOut {
     pub id: String,
     #[serde(rename = "userName")]
@@ -32,215 +41,407 @@ pub struct UserOut {
     pub active: bool,
 }
 
+/// [`UserOut`] borrowed from the directory.
+#[derive(serde::Serialize)]
+struct UserRef<'a> {
+    id: &'a str,
+    #[serde(rename = "userName")]
+    user_name: &'a str,
+    active: bool,
+}
+
 /// One user resolved against one mapping, for one directory generation.
-pub struct UserView {
-    /// The user's index in the directory.
-    index: u32,
+#[derive(Debug)]
+pub(crate) struct UserView {
     generation: u64,
-    mapping: Arc<Mapping>,
-    pub user: UserOut,
-    pub grants: Vec<Grant>,
-    /// `{"user":…,"groups":[…],"roles":[…]`: the roles answer up to its scope-dependent part.
-    head: Vec<u8>,
+    /// [`Mapping::serial`] of the mapping it was made from.
+    mapping: u64,
+    /// `{"user":…,"groups":[…]`: the roles answer up to its grants.
+    head: Box<[u8]>,
+    /// `n`, the user's `n` groups (direct and nested; directory indexes in display-name
+    /// order), where each group's name starts and ends in `head` (2·`n` offsets), then per grant
+    /// (in scope order): its scope and role (`GrantRef::kind`), `m`, and the `m` positions among
+    /// the groups of those granting it.
+    data: Box<[u32]>,
 }
 
-impl std::fmt::Debug for UserView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserView")
-            .field("generation", &self.generation)
-            .field("user", &self.user)
-            .field("grants", &self.grants)
-            .finish_non_exhaustive()
-    }
+/// One grant of a [`UserView`].
+#[derive(Debug, Clone, Copy)]
+struct ViewGrant<'v> {
+    kind: u32,
+    /// Positions in [`UserView::groups`].
+    via: &'v [u32],
 }
 
-/// The effective role at a scope; its policy is read from the mapping it came from when
-/// serialized (not copied per answer).
-#[derive(Clone)]
-pub struct Effective {
-    /// The scope asked about.
-    pub scope: Scope,
-    pub role: String,
-    /// Where the winning grant was made (the scope itself or one containing it).
-    pub granted_at: Scope,
-    pub via: Vec<String>,
-    mapping: Arc<Mapping>,
-}
-
-impl Effective {
-    pub fn policy(&self) -> Option<&RoleDef> {
-        self.mapping.compiled.role(&self.role)
-    }
-}
-
-impl Serialize for Effective {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Effective", 5)?;
-        st.serialize_field("scope", &self.scope)?;
-        st.serialize_field("role", &self.role)?;
-        st.serialize_field("granted_at", &self.granted_at)?;
-        st.serialize_field("via", &self.via)?;
-        st.serialize_field("policy", &self.policy())?;
-        st.end()
-    }
-}
-
-/// The answer to `GET /v1/users/{user}/roles`.
-pub struct RoleAnswer {
-    view: Arc<UserView>,
-    /// Present when a workspace was asked about; `Some(None)` when the user has no role there.
-    pub effective: Option<Option<Effective>>,
-}
-
-impl RoleAnswer {
-    /// The answer as JSON: `user`, `groups`, `roles`, `effective` (when a workspace was asked
-    /// about; null for no role there) and `mapping_version`.
-    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = Vec::with_capacity(self.view.head.len() + 512);
-        out.extend_from_slice(&self.view.head);
-        if let Some(effective) = &self.effective {
-            out.extend_from_slice(b",\"effective\":");
-            serde_json::to_writer(&mut out, effective)?;
-        }
-        out.extend_from_slice(b",\"mapping_version\":");
-        out.extend_from_slice(self.view.mapping.version.to_string().as_bytes());
-        out.push(b'}');
-        Ok(out)
-    }
-}
-
-/// Recently made views, direct-mapped by user index: a fixed number of slots
-/// (`--lookup-cache-users`), so memory stays bounded whatever the size of the directory (a
-/// view is 1–2 KB).
-pub(crate) struct ViewCache {
-    slots: Box<[std::sync::Mutex<Option<Arc<UserView>>>]>,
-}
-
-impl ViewCache {
-    /// A cache of `slots` views (rounded up to a power of two).
-    pub(crate) fn new(slots: usize) -> Self {
-        let n = slots.max(1).next_power_of_two();
-        Self {
-            slots: (0..n).map(|_| Default::default()).collect(),
-        }
-    }
-
-    fn slot(&self, index: u32) -> std::sync::MutexGuard<'_, Option<Arc<UserView>>> {
-        let i = index as usize & (self.slots.len() - 1);
-        self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, index: u32, generation: u64, mapping: &Arc<Mapping>) -> Option<Arc<UserView>> {
-        self.slot(index)
-            .as_ref()
-            .filter(|v| {
-                v.index == index && v.generation == generation && Arc::ptr_eq(&v.mapping, mapping)
-            })
-            .map(Arc::clone)
-    }
-
-    fn put(&self, view: Arc<UserView>) {
-        let index = view.index;
-        *self.slot(index) = Some(view);
-    }
-}
-
-#[derive(Serialize)]
-struct Head<'a> {
-    user: &'a UserOut,
-    groups: &'a [&'a str],
-    roles: &'a [Grant],
-}
-
-impl Access {
-    /// The view of the user `user_key` names, from the cache when it is current.
-    fn view(&self, user_key: &str) -> Result<Arc<UserView>, LookupError> {
-        let mapping = self.mapping();
-        let dir = self.directory();
-        let i = dir
-            .find_user_index(user_key)
-            .ok_or(LookupError::UnknownUser)?;
-        if let Some(v) = self.views.get(i, dir.generation(), &mapping) {
-            return Ok(v);
-        }
-        let user = dir.user_at(i).ok_or(LookupError::UnknownUser)?;
-        let groups = dir.groups_of_index(i);
+impl UserView {
+    fn build(dir: &Directory, i: u32, user: &UserRecord, mapping: &Mapping) -> Self {
+        let groups = dir.indexed_groups_of(i);
         let infos: Vec<GroupInfo<'_>> = groups
             .iter()
-            .map(|g| GroupInfo {
+            .map(|(_, g)| GroupInfo {
                 display_name: &g.display_name,
                 external_id: g.external_id.as_deref(),
             })
             .collect();
-        let grants = mapping.compiled.grants(user.active, &infos);
-        let user = UserOut {
-            id: user.id.clone(),
-            user_name: user.user_name.clone(),
+        let grants = mapping.compiled.grant_refs(user.active, &infos);
+        let len = 1 + 3 * groups.len() + grants.iter().map(|g| 2 + g.via.len()).sum::<usize>();
+        let mut data = Vec::with_capacity(len);
+        data.push(groups.len() as u32);
+        data.extend(groups.iter().map(|(gi, _)| *gi));
+        let mut head = Vec::with_capacity(64 + groups.len() * 24);
+        head.extend_from_slice(b"{\"user\":");
+        let user_out = UserRef {
+            id: &user.id,
+            user_name: &user.user_name,
             active: user.active,
         };
-        let names: Vec<&str> = groups.iter().map(|g| g.display_name.as_str()).collect();
-        let mut head = serde_json::to_vec(&Head {
-            user: &user,
-            groups: &names,
-            roles: &grants,
-        })
-        .unwrap_or_default();
-        // an object always ends in `}`: drop it so the scope-dependent part can follow
-        head.pop();
-        head.shrink_to_fit();
-        let view = Arc::new(UserView {
-            index: i,
+        // writing to a Vec fails only for maps with keys that are not strings: none here
+        let _ = serde_json::to_writer(&mut head, &user_out);
+        head.extend_from_slice(b",\"groups\":[");
+        for (n, (_, g)) in groups.iter().enumerate() {
+            if n > 0 {
+                head.push(b',');
+            }
+            data.push(head.len() as u32);
+            let _ = serde_json::to_writer(&mut head, &g.display_name);
+            data.push(head.len() as u32);
+        }
+        head.push(b']');
+        for g in grants {
+            data.push(g.kind);
+            data.push(g.via.len() as u32);
+            data.extend(g.via);
+        }
+        Self {
             generation: dir.generation(),
-            mapping,
-            user,
-            grants,
-            head,
-        });
-        drop(dir);
-        self.views.put(Arc::clone(&view));
-        Ok(view)
+            mapping: mapping.serial,
+            head: head.into_boxed_slice(),
+            data: data.into_boxed_slice(),
+        }
     }
 
-    /// `GET /v1/users/{user}/roles[?workspace=W&project=P]`.
+    /// Made from `mapping`, and since the last change to what user `i`'s view is made from.
+    fn is_current(&self, dir: &Directory, i: u32, mapping: &Mapping) -> bool {
+        self.generation >= dir.user_changed(i) && self.mapping == mapping.serial
+    }
+
+    fn group_count(&self) -> usize {
+        self.data.first().map_or(0, |&n| n as usize)
+    }
+
+    /// Directory indexes of the user's groups, in display-name order.
+    fn groups(&self) -> &[u32] {
+        self.data.get(1..1 + self.group_count()).unwrap_or_default()
+    }
+
+    /// The name of the group at `position` in [`Self::groups`], as JSON.
+    fn name_json(&self, position: u32) -> &[u8] {
+        let at = 1 + self.group_count() + 2 * position as usize;
+        match (self.data.get(at), self.data.get(at + 1)) {
+            (Some(&start), Some(&end)) => self
+                .head
+                .get(start as usize..end as usize)
+                .unwrap_or_default(),
+            _ => b"",
+        }
+    }
+
+    /// Names of groups by position, as the elements of a JSON array.
+    fn write_names(&self, out: &mut Vec<u8>, positions: &[u32]) {
+        for (n, &p) in positions.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.name_json(p));
+        }
+    }
+
+    fn grants(&self) -> impl Iterator<Item = ViewGrant<'_>> + Clone {
+        let mut rest: &[u32] = self
+            .data
+            .get(1 + 3 * self.group_count()..)
+            .unwrap_or_default();
+        std::iter::from_fn(move || {
+            let (&kind, tail) = rest.split_first()?;
+            let (&m, tail) = tail.split_first()?;
+            let (via, tail) = tail.split_at_checked(m as usize)?;
+            rest = tail;
+            Some(ViewGrant { kind, via })
+        })
+    }
+}
+
+/// The JSON of what a grant shows, per (scope, role) of a mapping (`GrantRef::kind`), made
+/// when the mapping is loaded.
+pub(crate) struct Fragments {
+    grants: Vec<GrantJson>,
+}
+
+struct GrantJson {
+    /// `{"scope":…,"role":…,"via":[`
+    head: Box<[u8]>,
+    scope: Box<[u8]>,
+    role: Box<[u8]>,
+    /// The role's policy; None for a role the mapping does not define.
+    policy: Option<Arc<[u8]>>,
+}
+
+impl Fragments {
+    pub(crate) fn new(c: &CompiledMapping) -> Self {
+        let mut policies: HashMap<&str, Option<Arc<[u8]>>> = HashMap::new();
+        let grants = (0..c.grant_kinds() as u32)
+            .map(|kind| {
+                let role = c.grant_role(kind);
+                let policy = policies
+                    .entry(role)
+                    .or_insert_with(|| {
+                        c.role(role)
+                            .and_then(|def| serde_json::to_vec(def).ok())
+                            .map(Arc::from)
+                    })
+                    .clone();
+                let scope = serde_json::to_vec(c.grant_scope(kind)).unwrap_or_default();
+                let role = serde_json::to_vec(role).unwrap_or_default();
+                let mut head = b"{\"scope\":".to_vec();
+                head.extend_from_slice(&scope);
+                head.extend_from_slice(b",\"role\":");
+                head.extend_from_slice(&role);
+                head.extend_from_slice(b",\"via\":[");
+                GrantJson {
+                    head: head.into(),
+                    scope: scope.into(),
+                    role: role.into(),
+                    policy,
+                }
+            })
+            .collect();
+        Self { grants }
+    }
+
+    fn grant(&self, kind: u32) -> Option<&GrantJson> {
+        self.grants.get(kind as usize)
+    }
+}
+
+/// What answers about one user read: the directory, the user, its view and the mapping.
+#[derive(Clone, Copy)]
+struct Resolved<'a> {
+    user: &'a UserRecord,
+    view: &'a UserView,
+    compiled: &'a CompiledMapping,
+}
+
+impl<'a> Resolved<'a> {
+    /// The winning grant at `target` (see [`CompiledMapping::effective`]).
+    fn effective(&self, target: &Scope) -> Option<ViewGrant<'a>> {
+        let c = self.compiled;
+        self.compiled.effective_among(
+            self.view
+                .grants()
+                .map(|g| (g, c.grant_scope(g.kind), c.grant_role(g.kind))),
+            target,
+        )
+    }
+}
+
+/// `f` of the current view of the user at `i` (made now if its slot holds none or a stale one).
+fn with_view<R>(
+    dir: &Directory,
+    mapping: &Mapping,
+    i: u32,
+    f: impl FnOnce(Resolved<'_>) -> R,
+) -> Result<R, LookupError> {
+    let user = dir.user_at(i).ok_or(LookupError::UnknownUser)?;
+    let slot = dir.view_slot(i).ok_or(LookupError::UnknownUser)?;
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let view = match &mut *slot {
+        Some(v) if v.is_current(dir, i, mapping) => v,
+        stale => stale.insert(UserView::build(dir, i, user, mapping)),
+    };
+    Ok(f(Resolved {
+        user,
+        view,
+        compiled: &mapping.compiled,
+    }))
+}
+
+/// `GET /v1/users/{user}/roles[?workspace=W&project=P]`: the answer's JSON.
+fn roles_in(
+    dir: &Directory,
+    mapping: &Mapping,
+    user_key: &str,
+    workspace: Option<&str>,
+    project: Option<&str>,
+) -> Result<Vec<u8>, LookupError> {
+    let i = dir
+        .find_user_index(user_key)
+        .ok_or(LookupError::UnknownUser)?;
+    let compiled = &mapping.compiled;
+    let target = match workspace {
+        None if project.is_some() => {
+            return Err(LookupError::UnknownScope(
+                "a project needs its workspace".into(),
+            ));
+        }
+        None => None,
+        Some(w) if w.trim().is_empty() => {
+            return Err(LookupError::UnknownScope(
+                "\"workspace\" must not be empty".into(),
+            ));
+        }
+        Some(w) => Some(
+            compiled
+                .scope(Some(w), project)
+                .map_err(LookupError::UnknownScope)?,
+        ),
+    };
+    with_view(dir, mapping, i, |r| {
+        let mut out = Vec::with_capacity(r.view.head.len() + 1024);
+        write_answer(
+            &mut out,
+            r,
+            &mapping.fragments,
+            target.as_ref(),
+            mapping.version,
+        )
+        .map_err(|e| LookupError::Serialize(e.to_string()))?;
+        Ok(out)
+    })?
+}
+
+/// The roles answer: `user`, `groups`, `roles`, `effective` (when a workspace was asked about;
+/// null for no role there) and `mapping_version`.
+fn write_answer(
+    out: &mut Vec<u8>,
+    r: Resolved<'_>,
+    fragments: &Fragments,
+    target: Option<&Scope>,
+    mapping_version: i64,
+) -> Result<(), serde_json::Error> {
+    let missing = || serde_json::Error::io(std::io::Error::other("a grant of no known kind"));
+    let view = r.view;
+    out.extend_from_slice(&view.head);
+    out.extend_from_slice(b",\"roles\":[");
+    for (n, g) in view.grants().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let f = fragments.grant(g.kind).ok_or_else(missing)?;
+        out.extend_from_slice(&f.head);
+        view.write_names(out, g.via);
+        out.extend_from_slice(b"]}");
+    }
+    out.push(b']');
+    if let Some(target) = target {
+        out.extend_from_slice(b",\"effective\":");
+        let won = r
+            .effective(target)
+            .and_then(|g| Some((g, fragments.grant(g.kind)?)))
+            .and_then(|(g, f)| Some((g, f, f.policy.as_ref()?)));
+        match won {
+            None => out.extend_from_slice(b"null"),
+            Some((g, f, policy)) => {
+                out.extend_from_slice(b"{\"scope\":");
+                serde_json::to_writer(&mut *out, target)?;
+                out.extend_from_slice(b",\"role\":");
+                out.extend_from_slice(&f.role);
+                out.extend_from_slice(b",\"granted_at\":");
+                out.extend_from_slice(&f.scope);
+                out.extend_from_slice(b",\"via\":[");
+                view.write_names(out, g.via);
+                out.extend_from_slice(b"],\"policy\":");
+                out.extend_from_slice(policy);
+                out.push(b'}');
+            }
+        }
+    }
+    out.extend_from_slice(b",\"mapping_version\":");
+    write!(out, "{mapping_version}").map_err(serde_json::Error::io)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// What an evaluation asks, besides who (see [`Access::decide`]).
+struct Ask<'a> {
+    action: &'a str,
+    workspace: Option<&'a str>,
+    project: Option<&'a str>,
+    model: Option<&'a str>,
+    max_tokens: Option<u64>,
+}
+
+/// See [`Access::decide`].
+fn decide_in(dir: &Directory, mapping: &Mapping, user_key: &str, ask: &Ask<'_>) -> Decision {
+    let unknown = || {
+        Decision::deny(
+            None,
+            format!("unknown user \"{user_key}\": {}", LookupError::UnknownUser),
+        )
+    };
+    let Some(i) = dir.find_user_index(user_key) else {
+        return unknown();
+    };
+    with_view(dir, mapping, i, |r| {
+        if !r.user.active {
+            return Decision::deny(None, format!("user {} is deactivated", r.user.user_name));
+        }
+        let compiled = r.compiled;
+        match compiled.scope(ask.workspace, ask.project) {
+            Ok(target) => {
+                let role = r.effective(&target).map(|g| compiled.grant_role(g.kind));
+                compiled.evaluate_role(role, &target, ask.action, ask.model, ask.max_tokens)
+            }
+            Err(e) => Decision::deny(None, e),
+        }
+    })
+    .unwrap_or_else(|_| unknown())
+}
+
+/// See [`Access::token_claims`].
+fn claims_in(
+    dir: &Directory,
+    mapping: &Mapping,
+    user_key: &str,
+) -> Result<(UserOut, Vec<Grant>), LookupError> {
+    let i = dir
+        .find_user_index(user_key)
+        .ok_or(LookupError::UnknownUser)?;
+    with_view(dir, mapping, i, |r| {
+        let user = UserOut {
+            id: r.user.id.clone(),
+            user_name: r.user.user_name.clone(),
+            active: r.user.active,
+        };
+        let groups = r.view.groups();
+        let grants = r
+            .view
+            .grants()
+            .map(|g| Grant {
+                scope: r.compiled.grant_scope(g.kind).clone(),
+                role: r.compiled.grant_role(g.kind).to_string(),
+                via: g
+                    .via
+                    .iter()
+                    .filter_map(|&p| groups.get(p as usize))
+                    .filter_map(|&gi| dir.group_at(gi))
+                    .map(|g| g.display_name.clone())
+                    .collect(),
+            })
+            .collect();
+        (user, grants)
+    })
+}
+
+impl Access {
+    /// `GET /v1/users/{user}/roles[?workspace=W&project=P]`: the answer's JSON.
     pub fn roles(
         &self,
         user_key: &str,
         workspace: Option<&str>,
         project: Option<&str>,
-    ) -> Result<RoleAnswer, LookupError> {
-        let view = self.view(user_key)?;
-        let effective = match workspace {
-            None if project.is_some() => {
-                return Err(LookupError::UnknownScope(
-                    "a project needs its workspace".into(),
-                ));
-            }
-            None => None,
-            Some(w) if w.trim().is_empty() => {
-                return Err(LookupError::UnknownScope(
-                    "\"workspace\" must not be empty".into(),
-                ));
-            }
-            Some(w) => {
-                let compiled = &view.mapping.compiled;
-                let target = compiled
-                    .scope(Some(w), project)
-                    .map_err(LookupError::UnknownScope)?;
-                let effective = compiled.effective(&view.grants, &target).and_then(|g| {
-                    compiled.role(&g.role)?;
-                    Some(Effective {
-                        scope: target.clone(),
-                        role: g.role.clone(),
-                        granted_at: g.scope.clone(),
-                        via: g.via.clone(),
-                        mapping: Arc::clone(&view.mapping),
-                    })
-                });
-                Some(effective)
-            }
-        };
-        Ok(RoleAnswer { view, effective })
+    ) -> Result<Vec<u8>, LookupError> {
+        let mapping = self.mapping();
+        roles_in(&self.directory(), &mapping, user_key, workspace, project)
     }
 
     /// May `user_key` do `action` at the scope named by `workspace`/`project` (on `model`, asking
@@ -254,78 +455,34 @@ impl Access {
         model: Option<&str>,
         max_tokens: Option<u64>,
     ) -> Decision {
-        let view = match self.view(user_key) {
-            Ok(v) => v,
-            Err(e) => return Decision::deny(None, format!("unknown user \"{user_key}\": {e}")),
+        let mapping = self.mapping();
+        let ask = Ask {
+            action,
+            workspace,
+            project,
+            model,
+            max_tokens,
         };
-        if !view.user.active {
-            return Decision::deny(None, format!("user {} is deactivated", view.user.user_name));
-        }
-        let compiled = &view.mapping.compiled;
-        match compiled.scope(workspace, project) {
-            Ok(target) => compiled.evaluate_at(&view.grants, &target, action, model, max_tokens),
-            Err(e) => Decision::deny(None, e),
-        }
+        decide_in(&self.directory(), &mapping, user_key, &ask)
+    }
+
+    /// Make every user's view now (at start-up), so that no lookup waits for one; returns how
+    /// many were made. Views made stale later are made again by the next lookup.
+    pub fn warm_views(&self) -> usize {
+        let mapping = self.mapping();
+        let dir = self.directory();
+        dir.user_indexes()
+            .filter(|&i| with_view(&dir, &mapping, i, |_| ()).is_ok())
+            .count()
     }
 
     /// Grants of a user for a signed role token: (user, grants).
     pub fn token_claims(&self, user_key: &str) -> Result<(UserOut, Vec<Grant>), LookupError> {
-        let view = self.view(user_key)?;
-        Ok((view.user.clone(), view.grants.clone()))
+        let mapping = self.mapping();
+        claims_in(&self.directory(), &mapping, user_key)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::roles::document::MappingDocument;
-    use crate::roles::resolve::CompiledMapping;
-
-    fn mapping(version: i64) -> Arc<Mapping> {
-        Arc::new(Mapping {
-            version,
-            compiled: CompiledMapping::new(MappingDocument::default()).expect("empty mapping"),
-        })
-    }
-
-    fn view(index: u32, generation: u64, mapping: &Arc<Mapping>) -> Arc<UserView> {
-        Arc::new(UserView {
-            index,
-            generation,
-            mapping: Arc::clone(mapping),
-            user: UserOut {
-                id: format!("u{index}"),
-                user_name: format!("user{index}"),
-                active: true,
-            },
-            grants: Vec::new(),
-            head: b"{".to_vec(),
-        })
-    }
-
-    #[test]
-    fn a_view_is_served_only_for_its_user_generation_and_mapping() {
-        let m1 = mapping(1);
-        let cache = ViewCache::new(2);
-        cache.put(view(0, 7, &m1));
-        assert!(cache.get(0, 7, &m1).is_some());
-        // another generation or another mapping (even with the same version number): stale
-        assert!(cache.get(0, 8, &m1).is_none());
-        assert!(cache.get(0, 7, &mapping(1)).is_none());
-        // user 2 shares user 0's slot (2 slots): it replaces it, and is never taken for it
-        cache.put(view(2, 7, &m1));
-        assert!(cache.get(0, 7, &m1).is_none());
-        assert_eq!(
-            cache.get(2, 7, &m1).map(|v| v.user.id.clone()),
-            Some("u2".into())
-        );
-        // user 1 has the other slot
-        cache.put(view(1, 7, &m1));
-        assert!(cache.get(2, 7, &m1).is_some());
-        // a cache of one slot (the CLI's) still answers correctly
-        let one = ViewCache::new(1);
-        one.put(view(5, 1, &m1));
-        assert!(one.get(6, 1, &m1).is_none());
-        assert!(one.get(5, 1, &m1).is_some());
-    }
-}
+#[path = "lookup_tests.rs"]
+mod tests;

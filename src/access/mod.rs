@@ -26,13 +26,30 @@ use crate::store::{Store, StoreError, TokenRow};
 use directory::Directory;
 pub use feed::FeedState;
 pub use keys::KeySet;
-pub use lookup::{LookupError, RoleAnswer};
+pub use lookup::{LookupError, UserOut};
 pub use user_docs::{CachedUser, UserRead};
 
 /// The mapping in force and the version it has in the database (0 = never applied).
 pub struct Mapping {
     pub version: i64,
     pub compiled: CompiledMapping,
+    /// Unique to this value in this process (a reloaded mapping of the same version gets a new
+    /// one): lookup views are stamped with it.
+    serial: u64,
+    /// The pieces of the roles answer that depend on the mapping only, serialized once.
+    fragments: lookup::Fragments,
+}
+
+impl Mapping {
+    pub fn new(version: i64, compiled: CompiledMapping) -> Self {
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
+        Self {
+            version,
+            fragments: lookup::Fragments::new(&compiled),
+            compiled,
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 pub struct Access {
@@ -46,8 +63,6 @@ pub struct Access {
     applied_local: AtomicU64,
     /// `store.local_token_writes()` as of the last catch-up.
     applied_tokens: AtomicU64,
-    /// Per-user work shared by lookups, evaluations and role tokens.
-    views: lookup::ViewCache,
     /// Set when SCIM reads of single users may be answered from memory (see `user_docs`).
     user_docs: OnceLock<user_docs::UserDocs>,
 }
@@ -73,8 +88,7 @@ pub enum AccessError {
 impl Access {
     /// Load everything from the database. Feed entries written while loading are
     /// re-applied afterwards (reloads are idempotent).
-    /// `view_slots`: how many resolved users lookups keep (see `lookup::ViewCache`).
-    pub async fn load(store: Store, view_slots: usize) -> Result<Arc<Self>, AccessError> {
+    pub async fn load(store: Store) -> Result<Arc<Self>, AccessError> {
         let start_seq = store.last_change().await?;
         // sequence numbers just below the start that are not committed yet may still commit
         // (PostgreSQL hands them out at insert time): ask for them again for a while
@@ -116,7 +130,6 @@ impl Access {
             feed: tokio::sync::Mutex::new(FeedState::new(start_seq, &initial_gaps)),
             applied_local: AtomicU64::new(local),
             applied_tokens: AtomicU64::new(local_tokens),
-            views: lookup::ViewCache::new(view_slots),
             user_docs: OnceLock::new(),
         }))
     }
@@ -125,10 +138,7 @@ impl Access {
         let Some((version, doc)) = store.get_mapping().await? else {
             let compiled = CompiledMapping::new(MappingDocument::default())
                 .map_err(|p| AccessError::InvalidMapping(format!("{p:?}")))?;
-            return Ok(Mapping {
-                version: 0,
-                compiled,
-            });
+            return Ok(Mapping::new(0, compiled));
         };
         let doc = crate::roles::document::parse_json(doc).map_err(|problems| {
             AccessError::InvalidMapping(
@@ -147,7 +157,7 @@ impl Access {
                     .join("; "),
             )
         })?;
-        Ok(Mapping { version, compiled })
+        Ok(Mapping::new(version, compiled))
     }
 
     async fn read_tokens(store: &Store) -> Result<HashMap<String, TokenRow>, AccessError> {

@@ -1,7 +1,7 @@
 //! The API enforcement points call (token scope `lookup`): role lookups, AuthZEN access
 //! evaluation, signed role tokens, and the public discovery documents.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 
 use actix_web::http::{header, StatusCode};
@@ -64,6 +64,7 @@ fn lookup_error(e: LookupError) -> ApiError {
     match e {
         LookupError::UnknownUser => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
         LookupError::UnknownScope(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+        LookupError::Serialize(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
     }
 }
 
@@ -111,31 +112,57 @@ async fn user_endpoint(state: State, req: HttpRequest) -> Result<HttpResponse, A
         .decode_utf8()
         .map_err(|_| bad("the user in the path is not valid UTF-8"))?;
     if action == "roles" {
-        let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-            .map_err(|e| bad(format!("invalid query string: {e}")))?;
-        roles(&state, &req, &user, &q)
+        let (workspace, project) = scope_params(req.query_string());
+        roles(
+            &state,
+            &req,
+            &user,
+            workspace.as_deref(),
+            project.as_deref(),
+        )
     } else {
         role_token(&state, &req, &user)
     }
+}
+
+/// `workspace` and `project` of a query string read as `application/x-www-form-urlencoded`
+/// (as `web::Query` reads it: `+` is a space, `%XX` a byte, invalid UTF-8 is replaced, the last
+/// of a repeated name counts), without copying what needs no decoding.
+fn scope_params(query: &str) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+    fn decode(s: &str) -> Cow<'_, str> {
+        if !s.bytes().any(|b| b == b'+' || b == b'%') {
+            return Cow::Borrowed(s);
+        }
+        let spaced = s.replace('+', " ");
+        Cow::Owned(
+            percent_encoding::percent_decode_str(&spaced)
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    }
+    let (mut workspace, mut project) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match decode(name).as_ref() {
+            "workspace" => workspace = Some(decode(value)),
+            "project" => project = Some(decode(value)),
+            _ => {}
+        }
+    }
+    (workspace, project)
 }
 
 fn roles(
     state: &State,
     req: &HttpRequest,
     user: &str,
-    q: &HashMap<String, String>,
+    workspace: Option<&str>,
+    project: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = state
+    let body = state
         .access
-        .roles(
-            user,
-            q.get("workspace").map(String::as_str),
-            q.get("project").map(String::as_str),
-        )
+        .roles(user, workspace, project)
         .map_err(lookup_error)?;
-    let body = answer
-        .to_json()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
     let etag = format!("W/\"{:016x}\"", hasher.finish());
@@ -490,4 +517,35 @@ async fn authzen_configuration(state: State, req: HttpRequest) -> HttpResponse {
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn scope_params_read_a_query_as_web_query_does() {
+        for q in [
+            "",
+            "workspace=engineering",
+            "workspace=Legal&project=contracts",
+            "project=a&workspace=b&workspace=c",
+            "workspace=sales+%22EU%22&x=1",
+            "workspace=%E2%82%AC%ff&project",
+            "&&workspace&project=",
+            "work%73pace=w%2",
+            "workspace==a=b",
+        ] {
+            let want = web::Query::<HashMap<String, String>>::from_query(q).unwrap();
+            let (w, p) = scope_params(q);
+            assert_eq!(
+                w.as_deref(),
+                want.get("workspace").map(String::as_str),
+                "{q}"
+            );
+            assert_eq!(p.as_deref(), want.get("project").map(String::as_str), "{q}");
+        }
+    }
 }

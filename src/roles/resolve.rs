@@ -73,6 +73,24 @@ pub struct GroupInfo<'a> {
     pub external_id: Option<&'a str>,
 }
 
+/// A grant by reference into the [`CompiledMapping`] it came from (see
+/// [`CompiledMapping::grant_refs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRef {
+    /// The grant's scope and role, as an index into the mapping's (scope, role) pairs
+    /// ([`CompiledMapping::grant_scope`], [`CompiledMapping::grant_role`]).
+    pub kind: u32,
+    /// Positions, in the groups resolved, of the groups whose rules grant it: in display-name
+    /// order, one per name; empty when the grant comes from `default_role` alone.
+    pub via: Vec<u32>,
+}
+
+/// The organization-wide scope (for a kind out of range, which a caller never has).
+static ORG: Scope = Scope {
+    workspace: None,
+    project: None,
+};
+
 /// A validated mapping document with lookup indexes.
 #[derive(Debug, Clone)]
 pub struct CompiledMapping {
@@ -83,8 +101,13 @@ pub struct CompiledMapping {
     by_external_id: HashMap<String, Vec<usize>>,
     /// Lower-cased workspace name -> (canonical name, lower-cased project name -> canonical).
     workspaces: HashMap<String, (String, HashMap<String, String>)>,
-    /// The canonical scope of each rule.
-    rule_scopes: Vec<Scope>,
+    /// Each (canonical scope, role) some rule or `default_role` grants, once: few, however
+    /// many rules there are, so what a grant reads of the mapping stays in cache.
+    kinds: Vec<(Scope, String)>,
+    /// The index in `kinds` of each rule's scope and role.
+    rule_kinds: Vec<u32>,
+    /// The index in `kinds` of `default_role` at the organization, when there is one.
+    default_kind: Option<u32>,
 }
 
 impl CompiledMapping {
@@ -104,8 +127,22 @@ impl CompiledMapping {
             by_name: HashMap::new(),
             by_external_id: HashMap::new(),
             workspaces,
-            rule_scopes: Vec::new(),
+            kinds: Vec::new(),
+            rule_kinds: Vec::new(),
+            default_kind: None,
         };
+        let mut kinds: HashMap<(Scope, String), u32> = HashMap::new();
+        let mut kind_of = |compiled: &mut CompiledMapping, scope: Scope, role: &str| {
+            *kinds
+                .entry((scope, role.to_string()))
+                .or_insert_with_key(|k| {
+                    compiled.kinds.push(k.clone());
+                    (compiled.kinds.len() - 1) as u32
+                })
+        };
+        if !doc.default_role.is_empty() {
+            compiled.default_kind = Some(kind_of(&mut compiled, Scope::org(), &doc.default_role));
+        }
         for (i, rule) in doc.rules.iter().enumerate() {
             if let Some(name) = &rule.group {
                 compiled.by_name.entry(fold(name)).or_default().push(i);
@@ -120,7 +157,8 @@ impl CompiledMapping {
             let scope = compiled
                 .scope(rule.workspace.as_deref(), rule.project.as_deref())
                 .unwrap_or_default();
-            compiled.rule_scopes.push(scope);
+            let kind = kind_of(&mut compiled, scope, &rule.role);
+            compiled.rule_kinds.push(kind);
         }
         compiled.doc = doc;
         Ok(compiled)
@@ -157,13 +195,13 @@ impl CompiledMapping {
         };
         let (canonical, projects) = self
             .workspaces
-            .get(&fold(ws))
+            .get(fold_cow(ws).as_ref())
             .ok_or_else(|| format!("unknown workspace {ws:?}"))?;
         let project = match project {
             None => None,
             Some(p) => Some(
                 projects
-                    .get(&fold(p))
+                    .get(fold_cow(p).as_ref())
                     .cloned()
                     .ok_or_else(|| format!("unknown project {p:?} in workspace {canonical:?}"))?,
             ),
@@ -208,40 +246,70 @@ impl CompiledMapping {
     /// active user (an unmapped user has exactly it; a mapped user keeps it as a floor). Sorted by
     /// scope, organization first. Ties in rank: the role name that sorts first wins.
     pub fn grants(&self, active: bool, groups: &[GroupInfo<'_>]) -> Vec<Grant> {
+        self.grant_refs(active, groups)
+            .into_iter()
+            .map(|r| Grant {
+                scope: self.grant_scope(r.kind).clone(),
+                role: self.grant_role(r.kind).to_string(),
+                via: r
+                    .via
+                    .iter()
+                    .filter_map(|&p| groups.get(p as usize))
+                    .map(|g| g.display_name.to_string())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// [`Self::grants`] by reference: for each grant, its scope and role as an index (see
+    /// [`Self::grant_scope`]) and the positions in `groups` of the groups granting it (see
+    /// [`GrantRef`]). Nothing is copied, so a caller can keep a user's grants in a few
+    /// integers.
+    pub fn grant_refs(&self, active: bool, groups: &[GroupInfo<'_>]) -> Vec<GrantRef> {
         if !active {
             return Vec::new();
         }
-        // (scope, role, granting group); `None` marks `default_role`, which names no group
-        let org = Scope::org();
-        let mut hits: Vec<(&Scope, &str, Option<&str>)> = Vec::with_capacity(groups.len() * 2);
-        if !self.doc.default_role.is_empty() {
-            hits.push((&org, self.doc.default_role.as_str(), None));
+        // (scope, role, granting group, the index of scope and role, the group's position); a
+        // `None` group marks `default_role`, which names no group
+        type Hit<'a> = (&'a Scope, &'a str, Option<&'a str>, u32, u32);
+        fn key<'h>(h: &Hit<'h>) -> (&'h Scope, &'h str, Option<&'h str>) {
+            (h.0, h.1, h.2)
         }
-        for group in groups {
+        let mut hits: Vec<Hit<'_>> = Vec::with_capacity(groups.len() * 2);
+        if let Some(k) = self.default_kind {
+            hits.push((self.grant_scope(k), self.grant_role(k), None, k, 0));
+        }
+        for (pos, group) in groups.iter().enumerate() {
             for i in self.rules_of(group) {
-                if let (Some(rule), Some(scope)) = (self.doc.rules.get(i), self.rule_scopes.get(i))
-                {
-                    hits.push((scope, rule.role.as_str(), Some(group.display_name)));
+                if let Some(&k) = self.rule_kinds.get(i) {
+                    hits.push((
+                        self.grant_scope(k),
+                        self.grant_role(k),
+                        Some(group.display_name),
+                        k,
+                        pos as u32,
+                    ));
                 }
             }
         }
-        hits.sort_unstable();
-        hits.dedup();
+        hits.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        // one hit per group name: groups of the same name count once
+        hits.dedup_by(|a, b| key(a) == key(b));
         let mut grants = Vec::new();
         for by_scope in hits.chunk_by(|a, b| a.0 == b.0) {
-            let mut best: Option<&[(&Scope, &str, Option<&str>)]> = None;
+            let mut best: Option<&[Hit<'_>]> = None;
             for by_role in by_scope.chunk_by(|a, b| a.1 == b.1) {
                 if best.is_none_or(|b| self.beats(by_role[0].1, b[0].1)) {
                     best = Some(by_role);
                 }
             }
             if let Some(winner) = best {
-                grants.push(Grant {
-                    scope: winner[0].0.clone(),
-                    role: winner[0].1.to_string(),
+                grants.push(GrantRef {
+                    kind: winner[0].3,
                     via: winner
                         .iter()
-                        .filter_map(|h| h.2.map(str::to_string))
+                        .filter(|h| h.2.is_some())
+                        .map(|h| h.4)
                         .collect(),
                 });
             }
@@ -249,22 +317,52 @@ impl CompiledMapping {
         grants
     }
 
+    /// The scope of a [`GrantRef::kind`].
+    pub fn grant_scope(&self, kind: u32) -> &Scope {
+        self.kinds.get(kind as usize).map_or(&ORG, |k| &k.0)
+    }
+
+    /// The role of a [`GrantRef::kind`].
+    pub fn grant_role(&self, kind: u32) -> &str {
+        self.kinds.get(kind as usize).map_or("", |k| k.1.as_str())
+    }
+
+    /// How many (scope, role) pairs the mapping grants: [`GrantRef::kind`]s are below it.
+    pub fn grant_kinds(&self) -> usize {
+        self.kinds.len()
+    }
+
     /// The effective role at `target`: the highest-ranked grant whose scope is the target or
     /// contains it. Ties in rank: the role name that sorts first; for the same role at several
     /// scopes, the most specific scope. Returns the grant that won.
     pub fn effective<'g>(&self, grants: &'g [Grant], target: &Scope) -> Option<&'g Grant> {
-        let mut best: Option<&'g Grant> = None;
-        for grant in grants.iter().filter(|g| g.scope.contains(target)) {
-            let better = match best {
+        self.effective_among(
+            grants.iter().map(|g| (g, &g.scope, g.role.as_str())),
+            target,
+        )
+    }
+
+    /// [`Self::effective`] over grants given as (what to return, scope, role).
+    pub fn effective_among<'a, T>(
+        &self,
+        grants: impl IntoIterator<Item = (T, &'a Scope, &'a str)>,
+        target: &Scope,
+    ) -> Option<T> {
+        let mut best: Option<(T, &Scope, &str)> = None;
+        for (it, scope, role) in grants {
+            if !scope.contains(target) {
+                continue;
+            }
+            let better = match &best {
                 None => true,
-                Some(b) if b.role == grant.role => grant.scope > b.scope,
-                Some(b) => self.beats(&grant.role, &b.role),
+                Some((_, b_scope, b_role)) if *b_role == role => scope > *b_scope,
+                Some((_, _, b_role)) => self.beats(role, b_role),
             };
             if better {
-                best = Some(grant);
+                best = Some((it, scope, role));
             }
         }
-        best
+        best.map(|(it, _, _)| it)
     }
 
     /// The effective role at `target` (see [`Self::effective`]) and the decision for one request
@@ -277,9 +375,22 @@ impl CompiledMapping {
         model: Option<&str>,
         max_tokens: Option<u64>,
     ) -> Decision {
-        let role = self
-            .effective(grants, target)
-            .and_then(|g| self.doc.roles.get_key_value(&g.role))
+        let role = self.effective(grants, target).map(|g| g.role.as_str());
+        self.evaluate_role(role, target, action, model, max_tokens)
+    }
+
+    /// The decision for one request (see [`evaluate`]) when `role` is the effective role at
+    /// `target`.
+    pub fn evaluate_role(
+        &self,
+        role: Option<&str>,
+        target: &Scope,
+        action: &str,
+        model: Option<&str>,
+        max_tokens: Option<u64>,
+    ) -> Decision {
+        let role = role
+            .and_then(|r| self.doc.roles.get_key_value(r))
             .map(|(name, def)| (name.as_str(), def));
         evaluate(role, target, action, model, max_tokens)
     }
