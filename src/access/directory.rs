@@ -46,6 +46,8 @@ struct GroupEntry {
     users: Vec<u32>,
     subgroups: Vec<u32>,
     parents: Vec<u32>,
+    /// Set from its own record and member list (not only named as another group's member).
+    loaded: bool,
 }
 
 /// A member of a group: a user or a group, by id.
@@ -171,6 +173,7 @@ impl Directory {
                 users: Vec::new(),
                 subgroups: Vec::new(),
                 parents: old.parents,
+                loaded: true,
             });
         } else {
             self.groups[gi as usize] = Some(GroupEntry {
@@ -178,6 +181,7 @@ impl Directory {
                 users: Vec::new(),
                 subgroups: Vec::new(),
                 parents: Vec::new(),
+                loaded: true,
             });
         }
         let mut users = Vec::new();
@@ -208,6 +212,7 @@ impl Directory {
                                 users: Vec::new(),
                                 subgroups: Vec::new(),
                                 parents: vec![gi],
+                                loaded: false,
                             })
                         }
                     }
@@ -220,6 +225,121 @@ impl Directory {
             g.subgroups = subgroups;
         }
         self.touch_members(gi);
+    }
+
+    /// Apply one group change as a delta: its record after the change and the members it
+    /// added (`true`) and removed (`false`), in order. Adding a member twice or removing a
+    /// non-member changes nothing, so a change already reflected here can be applied again.
+    /// Returns false, changing nothing, when the group is not loaded here (the caller
+    /// reloads it instead).
+    pub fn change_group(&mut self, rec: GroupRecord, ops: &[(bool, Member)]) -> bool {
+        let Some(&gi) = self.group_idx.get(&rec.id) else {
+            return false;
+        };
+        match self.groups.get(gi as usize) {
+            Some(Some(g)) if g.loaded => {}
+            _ => return false,
+        }
+        self.generation += 1;
+        let nesting = ops.iter().any(|(_, m)| matches!(m, Member::Group(_)));
+        let renamed = self.groups[gi as usize]
+            .as_ref()
+            .is_some_and(|g| g.rec != rec);
+        if nesting || renamed {
+            // the users of this group and of the groups inside it see a different tree
+            self.touch_members(gi);
+        }
+        // removals of many users at once: one pass over the group's list
+        let mut gone_users: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        for (add, m) in ops {
+            match (add, m) {
+                (true, Member::User(id)) => {
+                    let ui = self.intern_user(id);
+                    let member = match self.users.get_mut(ui as usize) {
+                        Some(Some(user)) => {
+                            let known = user.groups.contains(&gi);
+                            if !known {
+                                user.groups.push(gi);
+                            }
+                            user.changed = self.generation;
+                            known && !gone_users.contains(&ui)
+                        }
+                        _ => {
+                            self.pending_user_group(ui, gi);
+                            false
+                        }
+                    };
+                    if gone_users.remove(&ui) {
+                        // removed earlier in this change and back again: still in the list
+                    } else if !member {
+                        if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
+                            g.users.push(ui);
+                        }
+                    }
+                }
+                (false, Member::User(id)) => {
+                    let Some(&ui) = self.user_idx.get(id.as_str()) else {
+                        continue;
+                    };
+                    if let Some(Some(user)) = self.users.get_mut(ui as usize) {
+                        if user.groups.contains(&gi) {
+                            remove_item(&mut user.groups, gi);
+                            user.changed = self.generation;
+                            gone_users.insert(ui);
+                        }
+                    }
+                }
+                (true, Member::Group(id)) => {
+                    let si = self.intern_group(id);
+                    let already = self.groups[gi as usize]
+                        .as_ref()
+                        .is_some_and(|g| g.subgroups.contains(&si));
+                    if already {
+                        continue;
+                    }
+                    match self.groups.get_mut(si as usize) {
+                        Some(Some(sub)) => sub.parents.push(gi),
+                        _ => {
+                            self.groups[si as usize] = Some(GroupEntry {
+                                rec: GroupRecord {
+                                    id: id.clone(),
+                                    display_name: String::new(),
+                                    external_id: None,
+                                },
+                                users: Vec::new(),
+                                subgroups: Vec::new(),
+                                parents: vec![gi],
+                                loaded: false,
+                            })
+                        }
+                    }
+                    if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
+                        g.subgroups.push(si);
+                    }
+                }
+                (false, Member::Group(id)) => {
+                    let Some(&si) = self.group_idx.get(id.as_str()) else {
+                        continue;
+                    };
+                    if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
+                        remove_item(&mut g.subgroups, si);
+                    }
+                    if let Some(Some(sub)) = self.groups.get_mut(si as usize) {
+                        remove_item(&mut sub.parents, gi);
+                    }
+                }
+            }
+        }
+        if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
+            if !gone_users.is_empty() {
+                g.users.retain(|u| !gone_users.contains(u));
+            }
+            g.rec = rec;
+        }
+        if nesting || renamed {
+            self.touch_members(gi);
+        }
+        true
     }
 
     /// Mark every user in group `gi`, directly or through nesting, as changed now.
@@ -494,5 +614,123 @@ mod tests {
         d.remove_user("u1");
         assert!(find_user(&d, "u1").is_none());
         assert_eq!(d.user_count(), 1);
+    }
+
+    /// Everything membership-shaped in a directory, by id, for comparing two directories.
+    fn shape(d: &Directory) -> Vec<String> {
+        let gid = |i: &u32| {
+            d.groups[*i as usize]
+                .as_ref()
+                .map_or("?".into(), |g| g.rec.id.clone())
+        };
+        let uid = |i: &u32| {
+            d.users[*i as usize]
+                .as_ref()
+                .map_or("?".into(), |u| u.rec.id.clone())
+        };
+        let mut out = Vec::new();
+        let mut gids: Vec<(&String, &u32)> = d.group_idx.iter().collect();
+        gids.sort();
+        for (id, gi) in gids {
+            let Some(g) = d.groups[*gi as usize].as_ref() else {
+                continue;
+            };
+            let sorted = |v: Vec<String>| {
+                let mut v = v;
+                v.sort();
+                v.join(",")
+            };
+            out.push(format!(
+                "{id} {:?} loaded={} users=[{}] sub=[{}] parents=[{}]",
+                g.rec,
+                g.loaded,
+                sorted(g.users.iter().map(uid).collect()),
+                sorted(g.subgroups.iter().map(gid).collect()),
+                sorted(g.parents.iter().map(gid).collect()),
+            ));
+        }
+        let mut uids: Vec<(&String, &u32)> = d.user_idx.iter().collect();
+        uids.sort();
+        for (id, ui) in uids {
+            if let Some(u) = d.users[*ui as usize].as_ref() {
+                let mut gs: Vec<String> = u.groups.iter().map(gid).collect();
+                gs.sort();
+                out.push(format!("{id} {:?} groups=[{}]", u.rec, gs.join(",")));
+            }
+        }
+        out
+    }
+
+    /// Deltas give the directory that reloading the whole group gives, whatever the order of
+    /// adds and removes, members added twice, removed when absent, or groups nested; and a
+    /// delta applied again (start-up replays recent changes) changes nothing.
+    #[test]
+    fn deltas_give_what_a_reload_gives() {
+        let mut seed = 0xde17a_u64;
+        let mut next = move |n: usize| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % n as u64) as usize
+        };
+        let mut by_delta = Directory::default();
+        let mut by_reload = Directory::default();
+        let mut truth: std::collections::BTreeMap<String, Vec<Member>> = Default::default();
+        for u in 0..6 {
+            by_delta.upsert_user(user(&format!("u{u}"), &format!("user{u}"), true));
+            by_reload.upsert_user(user(&format!("u{u}"), &format!("user{u}"), true));
+        }
+        for g in 0..4 {
+            let id = format!("g{g}");
+            by_delta.set_group(group(&id, &id), &[]);
+            by_reload.set_group(group(&id, &id), &[]);
+            truth.insert(id, Vec::new());
+        }
+        for step in 0..600 {
+            let g = format!("g{}", next(4));
+            let rec = group(&g, ["a", "b", "c"][next(3)]);
+            let mut ops = Vec::new();
+            for _ in 0..next(6) {
+                let m = match next(4) {
+                    0 => Member::Group(format!("g{}", next(4))),
+                    // u6 and u7 have no user record (yet): a membership may come first
+                    _ => Member::User(format!("u{}", next(8))),
+                };
+                if m == Member::Group(g.clone()) {
+                    continue;
+                }
+                let members = truth.get_mut(&g).unwrap();
+                // what the database reports: only rows it really inserted or deleted
+                let add = next(2) == 0;
+                let present = members.contains(&m);
+                if add && !present {
+                    members.push(m.clone());
+                    ops.push((true, m));
+                } else if !add && present {
+                    members.retain(|x| x != &m);
+                    ops.push((false, m));
+                }
+            }
+            assert!(by_delta.change_group(rec.clone(), &ops), "step {step}");
+            by_reload.set_group(rec.clone(), &truth[&g]);
+            assert_eq!(shape(&by_delta), shape(&by_reload), "step {step}: {ops:?}");
+            if next(5) == 0 {
+                // the same change again
+                let before = shape(&by_delta);
+                assert!(by_delta.change_group(rec, &ops));
+                assert_eq!(shape(&by_delta), before, "step {step}: replayed {ops:?}");
+            }
+            if next(20) == 0 {
+                let u = format!("u{}", 6 + next(2));
+                by_delta.upsert_user(user(&u, &u, true));
+                by_reload.upsert_user(user(&u, &u, true));
+            }
+        }
+        // a group only known as another's member is not changed by a delta: it is reloaded
+        let mut d = Directory::default();
+        d.set_group(group("g1", "outer"), &[Member::Group("g2".into())]);
+        assert!(!d.change_group(group("g2", "inner"), &[(true, Member::User("u1".into()))]));
+        assert!(!d.change_group(group("g9", "unknown"), &[]));
     }
 }

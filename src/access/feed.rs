@@ -3,11 +3,24 @@
 //! PostgreSQL hands out sequence numbers at insert time, so an entry can commit after a
 //! later one. A jump in sequence numbers is remembered as a gap and asked for again on every
 //! poll for a while; sequence numbers of rolled-back transactions never appear and expire.
+//!
+//! Membership changes of a group's PATCH or PUT that itemize what they did (see
+//! `store::MemberDelta`: up to 1,000 rows inserted or deleted) are applied as deltas instead
+//! of reloading the group, which for a 100,000-member group is the difference between
+//! microseconds and tens of milliseconds. Each itemized row is an assignment (member or not),
+//! so applying entries in sequence order gives the database's state from any starting point
+//! the entries were made after, including a directory loaded while they were being written
+//! (start-up re-applies recent entries). Two changes to the same membership row are ordered
+//! by that row's lock, so their sequence numbers are in the same order. An entry that fills a
+//! gap arrives out of order: its group is reloaded instead, as is any group named by an entry
+//! without a delta (create, delete, a full member replacement, large changes).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::directory::{GroupRecord, Member};
 use super::{Access, AccessError};
+use crate::store::GroupDelta;
 
 const BATCH: i64 = 1000;
 const GAP_TTL: Duration = Duration::from_secs(10);
@@ -42,9 +55,11 @@ pub(super) async fn apply_pending(
             return Ok(());
         }
         let mut users = BTreeSet::new();
-        let mut groups = BTreeSet::new();
+        // group changes in sequence order; None: reload the group
+        let mut groups: Vec<(&str, Option<&GroupDelta>)> = Vec::new();
         let (mut mapping, mut tokens, mut keys) = (false, false, false);
         for c in &changes {
+            let in_order = c.seq > feed.last;
             if c.seq > feed.last {
                 for missing in (feed.last + 1)..c.seq {
                     if feed.gaps.len() < MAX_GAPS {
@@ -60,7 +75,8 @@ pub(super) async fn apply_pending(
                     users.insert(c.target_id.clone());
                 }
                 "group" => {
-                    groups.insert(c.target_id.clone());
+                    let delta = c.group_delta.as_ref().filter(|_| in_order);
+                    groups.push((c.target_id.as_str(), delta));
                 }
                 "mapping" => mapping = true,
                 "token" => tokens = true,
@@ -84,7 +100,38 @@ pub(super) async fn apply_pending(
                 dir.upsert_user(u);
             }
         }
-        for id in &groups {
+        let mut reload: BTreeSet<&str> = groups
+            .iter()
+            .filter(|(_, d)| d.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for (id, delta) in &groups {
+            let Some(d) = delta else { continue };
+            if reload.contains(id) {
+                continue;
+            }
+            let rec = GroupRecord {
+                id: id.to_string(),
+                display_name: d.display_name.clone(),
+                external_id: d.external_id.clone(),
+            };
+            let ops: Vec<(bool, Member)> = d
+                .members
+                .ops
+                .iter()
+                .map(|(add, mid, t)| {
+                    let m = match t.as_str() {
+                        "Group" => Member::Group(mid.clone()),
+                        _ => Member::User(mid.clone()),
+                    };
+                    (*add, m)
+                })
+                .collect();
+            if !access.directory_mut().change_group(rec, &ops) {
+                reload.insert(id);
+            }
+        }
+        for id in &reload {
             let rec = access.store.load_group_record(id).await?;
             let mut dir = access.directory_mut();
             match rec {

@@ -525,8 +525,8 @@ fn views_follow_random_changes() {
         (Some("sales \"EU\""), None),
     ];
     let mut answered = 0;
-    for step in 0..400 {
-        match next(10) {
+    for step in 0..600 {
+        match next(12) {
             0..=2 => {
                 let u = next(8);
                 dir.upsert_user(user(&format!("u{u}"), &format!("User{u}"), next(4) > 0));
@@ -548,6 +548,23 @@ fn views_follow_random_changes() {
                 );
             }
             8 => dir.remove_group(&format!("g{}", next(8))),
+            9 | 10 => {
+                // a membership delta (and maybe a rename) as the change feed applies it
+                let g = next(8);
+                let mut ops: Vec<(bool, Member)> = Vec::new();
+                for _ in 0..next(4) {
+                    let m = match next(4) {
+                        0 => Member::Group(format!("g{}", next(8))),
+                        _ => Member::User(format!("u{}", next(8))),
+                    };
+                    ops.push((next(2) == 0, m));
+                }
+                let external = (next(4) == 0).then_some("0f1a-AAAA");
+                let _ = dir.change_group(
+                    group(&format!("g{g}"), NAMES[next(NAMES.len())], external),
+                    &ops,
+                );
+            }
             _ => m = &mappings[next(mappings.len())],
         }
         for key in &keys {

@@ -51,6 +51,30 @@ pub struct Change {
     pub seq: i64,
     pub target_type: String,
     pub target_id: String,
+    /// A group's PATCH or PUT that changed few enough members to itemize: the group's name
+    /// and externalId after it, and the member rows it inserted and deleted, in order.
+    pub group_delta: Option<GroupDelta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDelta {
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub members: super::groups::MemberDelta,
+}
+
+impl GroupDelta {
+    fn from_summary(summary: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(summary).ok()?;
+        Some(Self {
+            members: super::groups::MemberDelta::from_summary(&v)?,
+            display_name: v.get("displayName")?.as_str()?.to_string(),
+            external_id: match v.get("externalId") {
+                None | Some(Value::Null) => None,
+                Some(e) => Some(e.as_str()?.to_string()),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,8 +170,9 @@ impl Store {
 
     /// Feed entries after `after`, plus the listed sequence numbers (gaps seen earlier), oldest first.
     pub async fn changes_since(&self, after: i64, gaps: &[i64], limit: i64) -> Result<Vec<Change>> {
-        let mut sql =
-            String::from("SELECT seq, target_type, target_id FROM audit_log WHERE seq > $1");
+        let mut sql = String::from(
+            "SELECT seq, target_type, target_id, summary FROM audit_log WHERE seq > $1",
+        );
         if !gaps.is_empty() {
             sql.push_str(&format!(
                 " OR seq IN ({})",
@@ -162,10 +187,16 @@ impl Store {
         let rows = q.fetch_all(&self.read).await?;
         rows.iter()
             .map(|r| {
+                let target_type: String = r.try_get("target_type")?;
+                let group_delta = match target_type.as_str() {
+                    "group" => GroupDelta::from_summary(r.try_get("summary")?),
+                    _ => None,
+                };
                 Ok(Change {
                     seq: r.try_get("seq")?,
-                    target_type: r.try_get("target_type")?,
+                    target_type,
                     target_id: r.try_get("target_id")?,
+                    group_delta,
                 })
             })
             .collect()
@@ -177,5 +208,44 @@ impl Store {
             .fetch_one(&self.read)
             .await?;
         Ok(row.try_get("n")?)
+    }
+}
+
+#[cfg(test)]
+mod delta_tests {
+    use super::super::groups::MemberDelta;
+    use super::GroupDelta;
+    use serde_json::json;
+
+    #[test]
+    fn a_delta_survives_the_audit_summary() {
+        let delta = MemberDelta {
+            ops: vec![
+                (true, "u-1".into(), "User".into()),
+                (false, "g:2".into(), "Group".into()),
+            ],
+        };
+        let summary = json!({"displayName": "eng", "externalId": null,
+                             "members": {"added": 1}, "delta": delta.to_json()});
+        assert_eq!(summary["delta"], json!(["+User:u-1", "-Group:g:2"]));
+        let parsed = GroupDelta::from_summary(&summary.to_string()).unwrap();
+        assert_eq!(parsed.members, delta);
+        assert_eq!(parsed.display_name, "eng");
+        assert_eq!(parsed.external_id, None);
+        let with_ext = json!({"displayName": "eng", "externalId": "x", "delta": []});
+        let parsed = GroupDelta::from_summary(&with_ext.to_string()).unwrap();
+        assert_eq!(parsed.external_id.as_deref(), Some("x"));
+        assert!(parsed.members.ops.is_empty());
+        // no delta, or a malformed one: the feed reloads the group
+        for s in [
+            json!({"displayName": "eng", "members": {"replacedWith": 3}}),
+            json!({"displayName": "eng", "delta": ["*User:u"]}),
+            json!({"displayName": "eng", "delta": ["+Robot:u"]}),
+            json!({"displayName": "eng", "delta": ["+User"]}),
+            json!({"delta": []}),
+        ] {
+            assert!(GroupDelta::from_summary(&s.to_string()).is_none(), "{s}");
+        }
+        assert!(GroupDelta::from_summary("not json").is_none());
     }
 }

@@ -24,9 +24,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use crate::scim::cursor::Position;
-pub use audit::{Actor, AuditEntry, AuditQuery, Change};
+pub use audit::{Actor, AuditEntry, AuditQuery, Change, GroupDelta};
 pub use filter_sql::ListQuery;
-pub use groups::{GroupChange, GroupRow, MemberRow};
+pub use groups::{GroupChange, GroupRow, MemberDelta, MemberRow};
 pub use snapshot::SigningKeyRow;
 pub use tokens::TokenRow;
 pub use users::{GroupRef, UserRow};

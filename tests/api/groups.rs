@@ -3,15 +3,18 @@
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::{TestApp, GROUP, PATCH_OP};
+use crate::helpers::{new_token, send, TestApp, GROUP, PATCH_OP};
 use crate::users::urlencode;
+use reqwest::Method;
+use rolecall::auth::Scope;
 
 both!(
     group_life_cycle,
     membership_patches,
     member_display_follows_renames,
     unknown_members_write_nothing,
-    group_filters
+    group_filters,
+    membership_deltas_reach_the_directory
 );
 
 fn member_ids(body: &Value) -> Vec<String> {
@@ -280,4 +283,77 @@ async fn group_filters(app: TestApp) {
         .await;
     assert!(r.body["Resources"][0].get("members").is_none());
     assert_eq!(app.get("/scim/v2/Groups").await.body["totalResults"], 2);
+}
+
+/// A membership PATCH records in its audit entry the rows it really inserted and deleted, in
+/// order (the change feed applies that instead of reloading the group); a full replacement
+/// records none (the feed reloads). Either way the in-memory directory, read here through a
+/// user's `groups`, is the database's.
+async fn membership_deltas_reach_the_directory(app: TestApp) {
+    let a = app.create_user("a@example.com").await;
+    let b = app.create_user("b@example.com").await;
+    let g = app.create_group("delta-team", &[&a]).await;
+    let groups_of = |id: String| {
+        let app = &app;
+        async move {
+            let r = app.get(&format!("/scim/v2/Users/{id}")).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            member_ids(&json!({"members": r.body["groups"].clone()}))
+        }
+    };
+    let r = app
+        .patch(
+            &format!("/scim/v2/Groups/{g}"),
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]},
+                {"op": "remove", "path": format!("members[value eq \"{a}\"]")}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(member_ids(&r.body), vec![b.clone()]);
+    assert_eq!(groups_of(a.clone()).await, Vec::<String>::new());
+    assert_eq!(groups_of(b.clone()).await, vec![g.clone()]);
+
+    let r = app
+        .put(
+            &format!("/scim/v2/Groups/{g}"),
+            &json!({"schemas": [GROUP], "displayName": "delta-team", "members": [{"value": a}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(groups_of(a.clone()).await, vec![g.clone()]);
+    assert_eq!(groups_of(b.clone()).await, Vec::<String>::new());
+
+    let admin = new_token(&app.store, "root", Scope::Admin).await;
+    let r = send(
+        &app.client,
+        format!("{}/admin/v1/audit?target={g}&limit=100", app.address),
+        Method::GET,
+        None,
+        Some(&admin),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let entries = r.body["entries"].as_array().expect("entries");
+    let summary_of = |action: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action)
+            .map(|e| e["summary"].clone())
+            .unwrap_or_else(|| panic!("no {action} in {}", r.text))
+    };
+    // `a` was already a member: its add inserted nothing; then it was removed
+    assert_eq!(
+        summary_of("group.patch")["delta"],
+        json!([format!("+User:{b}"), format!("-User:{a}")]),
+        "{}",
+        r.text
+    );
+    assert!(
+        summary_of("group.replace").get("delta").is_none(),
+        "{}",
+        r.text
+    );
 }
