@@ -38,11 +38,12 @@ fn group_record(row: &sqlx::any::AnyRow) -> Result<GroupRecord> {
 /// (or the 1,000,000 memberships of a whole directory at start-up) cost far more than the
 /// rest of the read. Lengths are the database's byte counts, which assumes UTF-8 storage
 /// (ids are server-made UUIDs in any case).
-const MEMBERS_AGG: &str = "string_agg(CASE WHEN member_type = 'Group' THEN 'g' ELSE 'u' END \
+pub(super) const MEMBERS_AGG: &str =
+    "string_agg(CASE WHEN member_type = 'Group' THEN 'g' ELSE 'u' END \
      || octet_length(member_id) || ':' || member_id, '') AS members";
 
 /// The members [`MEMBERS_AGG`] encoded.
-fn decode_members(mut s: &str) -> Result<Vec<Member>> {
+pub(super) fn decode_members(mut s: &str) -> Result<Vec<Member>> {
     let corrupt = || StoreError::Corrupt("malformed member list from the database".into());
     let mut out = Vec::new();
     while !s.is_empty() {
