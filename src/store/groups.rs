@@ -200,8 +200,10 @@ async fn existing_members(
     group_id: &str,
     ids: &[&str],
 ) -> Result<Vec<(String, String)>> {
+    // point lookups in the primary key (group_id, member_id); `group_id || ''`, which
+    // PostgreSQL's statistics need elsewhere, made SQLite scan the table here
     let sql = format!(
-        "SELECT {} FROM scim_members WHERE group_id || '' = $1 AND member_id IN ({})",
+        "SELECT {} FROM scim_members WHERE group_id = $1 AND member_id IN ({})",
         super::snapshot::MEMBERS_AGG,
         placeholders(2, ids.len())
     );
