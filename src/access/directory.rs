@@ -57,6 +57,22 @@ pub enum Member {
     Group(String),
 }
 
+impl Member {
+    /// A member by its `member_type` as stored (`"Group"`, else a user).
+    pub fn of_type(member_type: &str, id: String) -> Self {
+        match member_type {
+            "Group" => Member::Group(id),
+            _ => Member::User(id),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Member::User(id) | Member::Group(id) => id,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Directory {
     user_idx: HashMap<String, u32>,

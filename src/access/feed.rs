@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::directory::{GroupRecord, Member};
+use super::directory::GroupRecord;
 use super::{Access, AccessError};
 use crate::store::GroupDelta;
 
@@ -115,19 +115,7 @@ pub(super) async fn apply_pending(
                 display_name: d.display_name.clone(),
                 external_id: d.external_id.clone(),
             };
-            let ops: Vec<(bool, Member)> = d
-                .members
-                .ops
-                .iter()
-                .map(|(add, mid, t)| {
-                    let m = match t.as_str() {
-                        "Group" => Member::Group(mid.clone()),
-                        _ => Member::User(mid.clone()),
-                    };
-                    (*add, m)
-                })
-                .collect();
-            if !access.directory_mut().change_group(rec, &ops) {
+            if !access.directory_mut().change_group(rec, &d.members.ops) {
                 reload.insert(id);
             }
         }

@@ -215,14 +215,15 @@ impl Store {
 mod delta_tests {
     use super::super::groups::MemberDelta;
     use super::GroupDelta;
+    use crate::access::directory::Member;
     use serde_json::json;
 
     #[test]
     fn a_delta_survives_the_audit_summary() {
         let delta = MemberDelta {
             ops: vec![
-                (true, "u-1".into(), "User".into()),
-                (false, "g:2".into(), "Group".into()),
+                (true, Member::User("u-1".into())),
+                (false, Member::Group("g:2".into())),
             ],
         };
         let summary = json!({"displayName": "eng", "externalId": null,

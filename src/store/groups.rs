@@ -130,14 +130,13 @@ async fn resolve_members(
 
 /// Insert the (already resolved) members' rows, each with its member's display name as it
 /// is now (see [`resolve_members`] for why that name cannot change before the commit). With
-/// `added`, the rows really inserted (members that were not members yet) are pushed to it as
-/// (member id, type).
+/// `added`, the rows really inserted (members that were not members yet) are pushed to it.
 async fn insert_members(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
     group_id: &str,
     resolved: &[(String, &'static str)],
-    mut added: Option<&mut Vec<(String, String)>>,
+    mut added: Option<&mut Vec<Member>>,
 ) -> Result<()> {
     for chunk in resolved.chunks(MEMBER_CHUNK) {
         let list = placeholders(2, chunk.len());
@@ -174,16 +173,16 @@ async fn insert_members(
             Some(existing) => {
                 q.execute(&mut **tx).await?;
                 let mut seen: std::collections::HashSet<&str> =
-                    existing.iter().map(|(id, _)| id.as_str()).collect();
+                    existing.iter().map(Member::id).collect();
                 for (id, kind) in chunk {
                     if seen.insert(id.as_str()) {
-                        added.push((id.clone(), (*kind).to_string()));
+                        added.push(Member::of_type(kind, id.clone()));
                     }
                 }
             }
             None => {
                 for row in q.fetch_all(&mut **tx).await? {
-                    added.push((row.try_get(0)?, row.try_get(1)?));
+                    added.push(Member::of_type(row.try_get(1)?, row.try_get(0)?));
                 }
             }
         }
@@ -191,7 +190,7 @@ async fn insert_members(
     Ok(())
 }
 
-/// SQLite: which of `ids` are members of the group, as (member id, type), read as one
+/// SQLite: which of `ids` are members of the group, read as one
 /// aggregated row. sqlx hands each result row over from its SQLite worker thread on its own,
 /// so the same answer through `RETURNING` cost ~4 ms per 1,000 rows; with one writer at a
 /// time, this is exactly what the statement that follows in the transaction finds.
@@ -199,7 +198,7 @@ async fn existing_members(
     tx: &mut Transaction<'_, Any>,
     group_id: &str,
     ids: &[&str],
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<Member>> {
     // point lookups in the primary key (group_id, member_id); `group_id || ''`, which
     // PostgreSQL's statistics need elsewhere, made SQLite scan the table here
     let sql = format!(
@@ -216,23 +215,16 @@ async fn existing_members(
     let Some(text) = row.try_get::<Option<String>, _>(0)? else {
         return Ok(Vec::new());
     };
-    Ok(super::snapshot::decode_members(&text)?
-        .into_iter()
-        .map(|m| match m {
-            Member::User(id) => (id, "User".to_string()),
-            Member::Group(id) => (id, "Group".to_string()),
-        })
-        .collect())
+    super::snapshot::decode_members(&text)
 }
 
-/// Remove the listed members; the ones that were members are pushed to `removed` as
-/// (member id, type).
+/// Remove the listed members; the ones that were members are pushed to `removed`.
 async fn remove_members(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
     group_id: &str,
     ids: &[String],
-    removed: &mut Vec<(String, String)>,
+    removed: &mut Vec<Member>,
 ) -> Result<()> {
     for chunk in ids.chunks(MEMBER_CHUNK) {
         let returning = match backend {
@@ -260,7 +252,7 @@ async fn remove_members(
             q.execute(&mut **tx).await?;
         } else {
             for row in q.fetch_all(&mut **tx).await? {
-                removed.push((row.try_get(0)?, row.try_get(1)?));
+                removed.push(Member::of_type(row.try_get(1)?, row.try_get(0)?));
             }
         }
     }
@@ -292,15 +284,14 @@ async fn apply_changes(
                 let mut added = Vec::new();
                 insert_members(tx, backend, group_id, &members, Some(&mut added)).await?;
                 if let Some(d) = delta.as_mut() {
-                    d.ops.extend(added.into_iter().map(|(id, t)| (true, id, t)));
+                    d.ops.extend(added.into_iter().map(|m| (true, m)));
                 }
             }
             MemberChange::Remove(ids) => {
                 let mut removed = Vec::new();
                 remove_members(tx, backend, group_id, ids, &mut removed).await?;
                 if let Some(d) = delta.as_mut() {
-                    d.ops
-                        .extend(removed.into_iter().map(|(id, t)| (false, id, t)));
+                    d.ops.extend(removed.into_iter().map(|m| (false, m)));
                 }
             }
             MemberChange::RemoveAll | MemberChange::Replace(_) => {
@@ -325,13 +316,13 @@ async fn apply_changes(
     Ok(delta)
 }
 
-/// What a membership change did, in order: `(added, member id, member type)` for each row
-/// actually inserted (`true`) or deleted (`false`). Carried in the change's audit entry
+/// What a membership change did, in order: each row actually inserted (`true`) or deleted
+/// (`false`). Carried in the change's audit entry
 /// (`summary.delta`, one `"+User:id"`/`"-Group:id"` string per row) so that servers following
 /// the change feed apply it instead of reloading the whole group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberDelta {
-    pub ops: Vec<(bool, String, String)>,
+    pub ops: Vec<(bool, Member)>,
 }
 
 impl MemberDelta {
@@ -343,8 +334,12 @@ impl MemberDelta {
         Value::Array(
             self.ops
                 .iter()
-                .map(|(add, id, t)| {
-                    Value::String(format!("{}{t}:{id}", if *add { '+' } else { '-' }))
+                .map(|(add, m)| {
+                    let t = match m {
+                        Member::User(_) => "User",
+                        Member::Group(_) => "Group",
+                    };
+                    Value::String(format!("{}{t}:{}", if *add { '+' } else { '-' }, m.id()))
                 })
                 .collect(),
         )
@@ -361,11 +356,12 @@ impl MemberDelta {
                 b'-' => (false, &s[1..]),
                 _ => return None,
             };
-            let (t, id) = rest.split_once(':')?;
-            if t != "User" && t != "Group" {
-                return None;
-            }
-            out.push((add, id.to_string(), t.to_string()));
+            let m = match rest.split_once(':')? {
+                ("User", id) => Member::User(id.to_string()),
+                ("Group", id) => Member::Group(id.to_string()),
+                _ => return None,
+            };
+            out.push((add, m));
         }
         Some(Self { ops: out })
     }

@@ -97,25 +97,19 @@ async fn get(
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
     let user = match from_memory(&state, UserKey::Id(&id)).await? {
-        Some(UserRead::Found(cached)) => {
-            let version = cached.row.version;
-            if not_modified(&req, version) {
-                return Ok(HttpResponse::NotModified()
-                    .insert_header(("ETag", super::etag(version)))
-                    .finish());
-            }
-            if !proj.is_identity() {
-                cached.row.clone()
-            } else {
-                let text = rendered(&cached, &base_url(&state, &req));
-                return Ok(resource_text_response(
-                    StatusCode::OK,
-                    text.to_string(),
-                    None,
-                    version,
-                ));
-            }
+        // the whole resource, as rendered before
+        Some(UserRead::Found(cached))
+            if proj.is_identity() && !not_modified(&req, cached.row.version) =>
+        {
+            let text = rendered(&cached, &base_url(&state, &req));
+            return Ok(resource_text_response(
+                StatusCode::OK,
+                text.to_string(),
+                None,
+                cached.row.version,
+            ));
         }
+        Some(UserRead::Found(cached)) => cached.row.clone(),
         Some(UserRead::Absent) => return Err(StoreError::NotFound.into()),
         None => {
             let user = state.store.get_user(&id).await?;
