@@ -51,7 +51,7 @@ struct GroupEntry {
 }
 
 /// A member of a group: a user or a group, by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Member {
     User(String),
     Group(String),
@@ -257,7 +257,12 @@ impl Directory {
             _ => return false,
         }
         self.generation += 1;
-        let nesting = ops.iter().any(|(_, m)| matches!(m, Member::Group(_)));
+        // each op is an assignment, so the last one for a member decides
+        let mut last: HashMap<&Member, bool> = HashMap::with_capacity(ops.len());
+        for (add, m) in ops {
+            last.insert(m, *add);
+        }
+        let nesting = last.keys().any(|m| matches!(m, Member::Group(_)));
         let renamed = self.groups[gi as usize]
             .as_ref()
             .is_some_and(|g| g.rec != rec);
@@ -265,29 +270,28 @@ impl Directory {
             // the users of this group and of the groups inside it see a different tree
             self.touch_members(gi);
         }
-        // removals of many users at once: one pass over the group's list
-        let mut gone_users: std::collections::HashSet<u32> = std::collections::HashSet::new();
-        for (add, m) in ops {
+        // users removed, taken out of the group's list in one pass at the end
+        let mut gone: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        for (m, add) in last {
             match (add, m) {
                 (true, Member::User(id)) => {
                     let ui = self.intern_user(id);
-                    let member = match self.users.get_mut(ui as usize) {
+                    let joined = match self.users.get_mut(ui as usize) {
                         Some(Some(user)) => {
-                            let known = user.groups.contains(&gi);
-                            if !known {
+                            user.changed = self.generation;
+                            let joined = !user.groups.contains(&gi);
+                            if joined {
                                 user.groups.push(gi);
                             }
-                            user.changed = self.generation;
-                            known && !gone_users.contains(&ui)
+                            joined
                         }
                         _ => {
+                            // a membership may arrive before its user
                             self.pending_user_group(ui, gi);
-                            false
+                            true
                         }
                     };
-                    if gone_users.remove(&ui) {
-                        // removed earlier in this change and back again: still in the list
-                    } else if !member {
+                    if joined {
                         if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
                             g.users.push(ui);
                         }
@@ -301,7 +305,7 @@ impl Directory {
                         if user.groups.contains(&gi) {
                             remove_item(&mut user.groups, gi);
                             user.changed = self.generation;
-                            gone_users.insert(ui);
+                            gone.insert(ui);
                         }
                     }
                 }
@@ -347,8 +351,8 @@ impl Directory {
             }
         }
         if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
-            if !gone_users.is_empty() {
-                g.users.retain(|u| !gone_users.contains(u));
+            if !gone.is_empty() {
+                g.users.retain(|u| !gone.contains(u));
             }
             g.rec = rec;
         }
