@@ -216,22 +216,7 @@ impl Directory {
                 }
                 Member::Group(id) => {
                     let si = self.intern_group(id);
-                    match self.groups.get_mut(si as usize) {
-                        Some(Some(sub)) => sub.parents.push(gi),
-                        _ => {
-                            self.groups[si as usize] = Some(GroupEntry {
-                                rec: GroupRecord {
-                                    id: id.clone(),
-                                    display_name: String::new(),
-                                    external_id: None,
-                                },
-                                users: Vec::new(),
-                                subgroups: Vec::new(),
-                                parents: vec![gi],
-                                loaded: false,
-                            })
-                        }
-                    }
+                    self.add_parent(si, id, gi);
                     subgroups.push(si);
                 }
             }
@@ -317,22 +302,7 @@ impl Directory {
                     if already {
                         continue;
                     }
-                    match self.groups.get_mut(si as usize) {
-                        Some(Some(sub)) => sub.parents.push(gi),
-                        _ => {
-                            self.groups[si as usize] = Some(GroupEntry {
-                                rec: GroupRecord {
-                                    id: id.clone(),
-                                    display_name: String::new(),
-                                    external_id: None,
-                                },
-                                users: Vec::new(),
-                                subgroups: Vec::new(),
-                                parents: vec![gi],
-                                loaded: false,
-                            })
-                        }
-                    }
+                    self.add_parent(si, id, gi);
                     if let Some(Some(g)) = self.groups.get_mut(gi as usize) {
                         g.subgroups.push(si);
                     }
@@ -379,6 +349,27 @@ impl Directory {
                 if let Some(Some(user)) = self.users.get_mut(u as usize) {
                     user.changed = self.generation;
                 }
+            }
+        }
+    }
+
+    /// Group `si` (id `id`) is now a member of group `gi`; a group not loaded yet gets a
+    /// placeholder entry that its own record fills in later.
+    fn add_parent(&mut self, si: u32, id: &str, gi: u32) {
+        match self.groups.get_mut(si as usize) {
+            Some(Some(sub)) => sub.parents.push(gi),
+            _ => {
+                self.groups[si as usize] = Some(GroupEntry {
+                    rec: GroupRecord {
+                        id: id.to_string(),
+                        display_name: String::new(),
+                        external_id: None,
+                    },
+                    users: Vec::new(),
+                    subgroups: Vec::new(),
+                    parents: vec![gi],
+                    loaded: false,
+                })
             }
         }
     }
