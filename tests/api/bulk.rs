@@ -6,7 +6,7 @@ use rolecall::auth::Scope;
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::{new_token, send, Resp, TestApp, GROUP, PATCH_OP, USER};
+use crate::helpers::{metric, new_token, send, Resp, TestApp, GROUP, PATCH_OP, USER};
 
 const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
@@ -105,26 +105,12 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
 
 /// `rolecall_scim_operations_total{resource, kind}` from `/metrics`.
 async fn scim_ops(app: &TestApp, resource: &str, kind: &str) -> f64 {
-    let r = send(
-        &app.client,
-        format!("{}/metrics", app.address),
-        Method::GET,
-        None,
-        None,
-        &[],
+    metric(
+        app,
+        "rolecall_scim_operations_total",
+        &[("resource", resource), ("kind", kind)],
     )
-    .await;
-    assert_eq!(r.status, 200);
-    let (want_kind, want_resource) = (
-        format!("kind=\"{kind}\""),
-        format!("resource=\"{resource}\""),
-    );
-    r.text
-        .lines()
-        .filter(|l| l.starts_with("rolecall_scim_operations_total{"))
-        .find(|l| l.contains(&want_kind) && l.contains(&want_resource))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
+    .await
 }
 
 async fn users_and_a_group_by_bulk_id(app: TestApp) {

@@ -257,6 +257,29 @@ impl TestApp {
     }
 }
 
+/// The value of the `/metrics` series `name` whose labels include every `(label, value)`
+/// of `labels` (0 when there is none yet).
+pub async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let r = send(
+        &app.client,
+        format!("{}/metrics", app.address),
+        Method::GET,
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let prefix = format!("{name}{{");
+    let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    r.text
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .find(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 /// Every test runs against both back-ends: `both!(name)` turns `async fn name(app: TestApp)`
 /// into `name::sqlite` and `name::postgres` tests.
 #[macro_export]

@@ -8,7 +8,7 @@ use rolecall::startup::Application;
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::{send, Backend, TestApp, PATCH_OP, USER};
+use crate::helpers::{metric, send, Backend, TestApp, PATCH_OP, USER};
 
 both!(
     single_user_reads_follow_every_change,
@@ -17,21 +17,7 @@ both!(
 
 /// `rolecall_scim_user_reads_total{source}` from `/metrics`.
 async fn user_reads(app: &TestApp, source: &str) -> f64 {
-    let r = send(
-        &app.client,
-        format!("{}/metrics", app.address),
-        Method::GET,
-        None,
-        None,
-        &[],
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    let label = format!("rolecall_scim_user_reads_total{{source=\"{source}\"}} ");
-    r.text
-        .lines()
-        .find_map(|l| l.strip_prefix(&label))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+    metric(app, "rolecall_scim_user_reads_total", &[("source", source)]).await
 }
 
 fn filter_path(filter: &str) -> String {
