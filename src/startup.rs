@@ -11,7 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
-use crate::access::{keys, Access};
+use crate::access::{keys, Access, Freshness};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -55,10 +55,17 @@ impl Application {
         let access = Access::load(store.clone())
             .await
             .context("loading users, groups and mappings")?;
-        if writers.sole() {
-            // nobody else writes users or groups: single-user reads can come from memory
-            access.serve_user_reads(settings.scim_cache_users);
-        }
+        // single-user reads come from memory: on a database nobody else writes users or
+        // groups to, once this server's own writes are applied; on a shared one, after a
+        // read barrier on the change feed
+        access.serve_user_reads(
+            settings.scim_cache_users,
+            if writers.sole() {
+                Freshness::OwnWrites
+            } else {
+                Freshness::Barrier
+            },
+        );
         if !access.keys().has_active() {
             let actor = Actor {
                 name: "rolecall".into(),

@@ -27,7 +27,7 @@ use directory::Directory;
 pub use feed::FeedState;
 pub use keys::KeySet;
 pub use lookup::{LookupError, UserOut};
-pub use user_docs::{CachedUser, UserRead};
+pub use user_docs::{CachedUser, Freshness, UserRead};
 
 /// The mapping in force and the version it has in the database (0 = never applied).
 pub struct Mapping {
@@ -63,6 +63,10 @@ pub struct Access {
     applied_local: AtomicU64,
     /// `store.local_token_writes()` as of the last catch-up.
     applied_tokens: AtomicU64,
+    /// Catch-ups started (each one's number), and the number of the last that finished: a
+    /// [`Access::barrier`] waits for one that started after it was called.
+    catch_ups_started: AtomicU64,
+    catch_ups_finished: AtomicU64,
     /// Set when SCIM reads of single users may be answered from memory (see `user_docs`).
     user_docs: OnceLock<user_docs::UserDocs>,
 }
@@ -130,6 +134,8 @@ impl Access {
             feed: tokio::sync::Mutex::new(FeedState::new(start_seq, &initial_gaps)),
             applied_local: AtomicU64::new(local),
             applied_tokens: AtomicU64::new(local_tokens),
+            catch_ups_started: AtomicU64::new(0),
+            catch_ups_finished: AtomicU64::new(0),
             user_docs: OnceLock::new(),
         }))
     }
@@ -192,13 +198,41 @@ impl Access {
 
     /// Apply every feed entry not yet applied.
     pub async fn catch_up(&self) -> Result<(), AccessError> {
-        let mut feed = self.feed.lock().await;
+        let feed = self.feed.lock().await;
+        self.catch_up_locked(feed).await
+    }
+
+    async fn catch_up_locked(
+        &self,
+        mut feed: tokio::sync::MutexGuard<'_, FeedState>,
+    ) -> Result<(), AccessError> {
+        let number = self.catch_ups_started.fetch_add(1, Ordering::SeqCst) + 1;
         let local = self.store.local_writes();
         let local_tokens = self.store.local_token_writes();
         feed::apply_pending(self, &mut feed).await?;
         self.applied_local.store(local, Ordering::Release);
         self.applied_tokens.store(local_tokens, Ordering::Release);
+        self.catch_ups_finished.fetch_max(number, Ordering::SeqCst);
+        drop(feed);
         Ok(())
+    }
+
+    /// Return once the directory holds every change committed to the database before this
+    /// call, whichever server made it: once a catch-up that started after the call has
+    /// finished (its feed query sees every transaction committed before it began).
+    ///
+    /// Concurrent callers share catch-ups, as a group commit shares a disk flush: the feed
+    /// lock queues them in order, the first caller behind a running catch-up starts the next
+    /// one, and the callers queued behind it find their condition met when it finishes. Under
+    /// load one feed query (usually answering "nothing new") serves every request that
+    /// arrived while the previous one ran.
+    pub async fn barrier(&self) -> Result<(), AccessError> {
+        let needed = self.catch_ups_started.load(Ordering::SeqCst) + 1;
+        let feed = self.feed.lock().await;
+        if self.catch_ups_finished.load(Ordering::SeqCst) >= needed {
+            return Ok(());
+        }
+        self.catch_up_locked(feed).await
     }
 
     /// Follow the change feed until the process ends.
@@ -253,5 +287,79 @@ impl Access {
         let k = KeySet::load(&self.store).await?;
         *write(&self.keys) = Arc::new(k);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod barrier_tests {
+    use super::*;
+    use crate::scim::key::UserKey;
+    use crate::store::{Actor, StoreOptions};
+    use serde_json::json;
+
+    async fn store_on(url: &str) -> Store {
+        let store = Store::connect(url, &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    fn knows(access: &Access, user_name: &str) -> bool {
+        access
+            .directory()
+            .user_index_by(UserKey::UserName(user_name))
+            .is_some()
+    }
+
+    /// Another writer's change (a second store on the same database, as another server
+    /// would be): `fresh` does not see it, a barrier does, and concurrent barriers share
+    /// catch-ups.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_barrier_sees_what_others_committed_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/b.db", dir.path().display());
+        let mine = store_on(&url).await;
+        let other = store_on(&url).await;
+        let access = Access::load(mine).await.unwrap();
+        let user =
+            |name: &str| json!({"schemas": [crate::scim::schema::USER_SCHEMA], "userName": name});
+
+        crate::provision::create_user(&other, user("alice"), &Actor::cli())
+            .await
+            .unwrap();
+        access.fresh().await.unwrap();
+        assert!(
+            !knows(&access, "alice"),
+            "fresh applies this process's writes only"
+        );
+        access.barrier().await.unwrap();
+        assert!(knows(&access, "alice"));
+
+        // every one of many concurrent barriers returns with the change applied, and they
+        // need far fewer catch-ups than there are barriers
+        crate::provision::create_user(&other, user("bob"), &Actor::cli())
+            .await
+            .unwrap();
+        let before = access.catch_ups_started.load(Ordering::SeqCst);
+        // a catch-up "running" (the feed lock held) while they arrive
+        let running = access.feed.lock().await;
+        let barriers: Vec<_> = (0..64)
+            .map(|_| {
+                let access = Arc::clone(&access);
+                tokio::spawn(async move {
+                    access.barrier().await.unwrap();
+                    knows(&access, "bob")
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drop(running);
+        for seen in futures_util::future::join_all(barriers).await {
+            assert!(seen.unwrap());
+        }
+        let catch_ups = access.catch_ups_started.load(Ordering::SeqCst) - before;
+        assert!(
+            (1..=2).contains(&catch_ups),
+            "{catch_ups} catch-ups for 64 barriers"
+        );
     }
 }

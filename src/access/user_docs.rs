@@ -1,12 +1,22 @@
-//! SCIM reads of one user, answered from memory when this server is the only one writing
-//! to its database (SQLite: one `rolecall serve` per database file, enforced at start-up).
+//! SCIM reads of one user, answered from memory whenever the directory can be proved current.
 //!
 //! An IdP looks a user up by `userName`, `externalId` or `id` before nearly every write, and
-//! reads users back by id; each of those was a database round trip. With the directory
-//! current (this process's writes are applied before the read, see [`Access::fresh`]) the
-//! directory alone says whether such a user exists, and which one. Its document comes from
-//! a bounded cache of user rows recently written or read here. A cached row is used only
-//! while it is provably current:
+//! reads users back by id; each of those was a database round trip. First the directory is
+//! brought up to date as of the request:
+//!
+//! - a server that is the only one writing to its database (SQLite: one `rolecall serve` per
+//!   database file, enforced at start-up) applies its own writes ([`Access::fresh`]): no
+//!   database read at all;
+//! - a server that shares its database with others (PostgreSQL replicas) waits for a read
+//!   barrier ([`Access::barrier`]): a catch-up with the change feed that started after the
+//!   request arrived, so that every write committed before it, by any server, is applied.
+//!   Concurrent reads share one feed query, which is why this is cheaper under load than a
+//!   query per read, and it costs a feed query (an index probe past the last entry applied)
+//!   where a read cost the user's row.
+//!
+//! The directory alone then says whether such a user exists, and which one. Its document
+//! comes from a bounded cache of user rows recently written or read here. A cached row is
+//! used only while it is provably current:
 //!
 //! - its `meta.version` equals the version the directory holds for the user (every change to
 //!   a user's document moves the version, and reaches the directory through the change
@@ -14,8 +24,8 @@
 //! - its direct groups (ids and display names, which a user's document shows but which
 //!   change without moving the user's version) are exactly the directory's.
 //!
-//! Anything else (no cached row, a stale one, or a server that shares its database with
-//! other servers, as on PostgreSQL) is a miss, and the read goes to the database as before.
+//! Anything else (no cached row, or a stale one) is a miss, and the read goes to the
+//! database as before (and refills the cache).
 //!
 //! A cached user also keeps its default rendering (the JSON of the whole resource for the
 //! base URL last asked for), made by the HTTP layer on first use: the rendering is a function
@@ -60,9 +70,20 @@ impl CachedUser {
     }
 }
 
+/// How a server makes sure its directory has every write committed before a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// This server is the only writer: applying its own writes is enough.
+    OwnWrites,
+    /// Other servers write to the database too: a read barrier on the change feed.
+    Barrier,
+}
+
 /// User rows by id, at most `capacity`, the oldest inserted evicted first.
 pub(crate) struct UserDocs {
     capacity: usize,
+    /// How the directory is brought up to date before a read.
+    freshness: Freshness,
     inner: Mutex<Inner>,
 }
 
@@ -74,9 +95,10 @@ struct Inner {
 }
 
 impl UserDocs {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, freshness: Freshness) -> Self {
         Self {
             capacity: capacity.max(1),
+            freshness,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -157,10 +179,10 @@ fn same_groups<'a>(cached: &[GroupRef], current: impl Iterator<Item = &'a GroupR
 
 impl Access {
     /// Answer SCIM reads of single users from memory from now on, keeping up to `capacity`
-    /// user rows. Only for a server that is the sole writer of its database.
-    pub fn serve_user_reads(&self, capacity: usize) {
+    /// user rows (0: never), made current as `freshness` says before each read.
+    pub fn serve_user_reads(&self, capacity: usize, freshness: Freshness) {
         if capacity > 0 {
-            let _ = self.user_docs.set(UserDocs::new(capacity));
+            let _ = self.user_docs.set(UserDocs::new(capacity, freshness));
         }
     }
 
@@ -174,7 +196,10 @@ impl Access {
         let Some(docs) = self.user_docs.get() else {
             return Ok(None);
         };
-        self.fresh().await?;
+        match docs.freshness {
+            Freshness::OwnWrites => self.fresh().await?,
+            Freshness::Barrier => self.barrier().await?,
+        }
         let dir = self.directory();
         let Some(i) = dir.user_index_by(key) else {
             return Ok(Some(UserRead::Absent));
@@ -221,7 +246,7 @@ mod tests {
 
     #[test]
     fn the_oldest_rows_make_room() {
-        let docs = UserDocs::new(2);
+        let docs = UserDocs::new(2, Freshness::OwnWrites);
         docs.put(&row("a", 1));
         docs.put(&row("b", 1));
         docs.put(&row("a", 2)); // replaced in place: still the oldest
@@ -234,7 +259,7 @@ mod tests {
 
     #[test]
     fn an_older_version_never_replaces_a_newer_one() {
-        let docs = UserDocs::new(4);
+        let docs = UserDocs::new(4, Freshness::OwnWrites);
         docs.put(&row("a", 3));
         docs.put(&row("a", 2));
         assert_eq!(docs.get("a").unwrap().row.version, 3);
@@ -244,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_rendering_is_kept_per_base_url_and_dropped_with_its_row() {
-        let docs = UserDocs::new(4);
+        let docs = UserDocs::new(4, Freshness::OwnWrites);
         docs.put(&row("a", 1));
         let cached = docs.get("a").unwrap();
         let mut calls = 0;

@@ -84,9 +84,26 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let database_url = fresh_database(backend, &dir).await?;
+    let (address, store, stop) = start_server(&database_url).await;
+    let token = new_token(&store, "okta", Scope::Scim).await;
+    Some(TestApp {
+        address,
+        client: reqwest::Client::new(),
+        token,
+        store,
+        database_url,
+        backend,
+        _dir: dir,
+        _stop: stop,
+    })
+}
+
+/// A server on `database_url` with its own store: its address, the store, and the sender
+/// that stops it when dropped.
+async fn start_server(database_url: &str) -> (String, Store, oneshot::Sender<()>) {
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
-        database_url: database_url.clone(),
+        database_url: database_url.to_string(),
         workers: 1,
         max_page_size: 50,
         db_max_connections: 4,
@@ -101,17 +118,25 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    let token = new_token(&store, "okta", Scope::Scim).await;
-    Some(TestApp {
-        address,
-        client: reqwest::Client::new(),
-        token,
-        store,
-        database_url,
-        backend,
-        _dir: dir,
-        _stop: tx,
-    })
+    (address, store, tx)
+}
+
+impl TestApp {
+    /// Another server on this app's database (PostgreSQL: SQLite refuses a second server),
+    /// with the same token.
+    pub async fn peer(&self) -> TestApp {
+        let (address, store, stop) = start_server(&self.database_url).await;
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            token: self.token.clone(),
+            store,
+            database_url: self.database_url.clone(),
+            backend: self.backend,
+            _dir: tempfile::tempdir().expect("tempdir"),
+            _stop: stop,
+        }
+    }
 }
 
 pub async fn new_token(store: &Store, name: &str, scope: Scope) -> String {
