@@ -223,7 +223,19 @@ fn measure(opts: &Options, backend: Backend, server: &mut Server, token: &str) -
         "latency, {} connections, {} + {} requests in {} rounds:",
         opts.connections, opts.latency_requests, opts.latency_requests, opts.rounds
     );
+    let feed_before = feed_counters(addr, &host)?;
     let loaded = target.measure(&gen, opts.latency_requests, opts.rounds, 0)?;
+    let feed_after = feed_counters(addr, &host)?;
+    let (barriers, catch_ups) = (feed_after.0 - feed_before.0, feed_after.1 - feed_before.1);
+    if barriers > 0.0 {
+        println!(
+            "  read barriers {barriers:.0}, change-feed catch-ups {catch_ups:.0} \
+             ({:.1} filter requests per feed query)",
+            barriers / catch_ups.max(1.0)
+        );
+    } else {
+        println!("  no read barriers (catch-ups {catch_ups:.0}: the follower's polls)");
+    }
     server_cpu.push(("healthz", loaded.healthz_cpu));
     server_cpu.push(("filter", loaded.filter_cpu));
 
@@ -418,6 +430,25 @@ fn user_body(i: usize) -> String {
         ),
         i = i
     )
+}
+
+/// `rolecall_feed_barriers_total` and `rolecall_feed_catch_ups_total` from `/metrics`.
+fn feed_counters(addr: SocketAddr, host: &str) -> Result<(f64, f64)> {
+    let req = loadgen::build_request("GET", "/metrics", host, &[], b"");
+    let (status, body) = loadgen::fetch(addr, &req, Duration::from_secs(10))?;
+    if status != 200 {
+        bail!("GET /metrics answered {status}: {}", snippet(&body));
+    }
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        value("rolecall_feed_barriers_total "),
+        value("rolecall_feed_catch_ups_total "),
+    ))
 }
 
 /// The protected endpoint must refuse a request without a token, or the

@@ -118,7 +118,7 @@ pub struct ServeArgs {
     /// `aud` claim of signed role tokens.
     #[arg(long, env = "ROLECALL_ROLE_TOKEN_AUDIENCE", default_value = "rolecall")]
     pub role_token_audience: String,
-    /// SQLite: user documents kept in memory for single-user SCIM reads (0 = always read the database).
+    /// User documents kept in memory for single-user SCIM reads (0 = always read the database).
     #[arg(long, env = "ROLECALL_SCIM_CACHE_USERS", default_value_t = 16384)]
     pub scim_cache_users: usize,
 }

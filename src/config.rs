@@ -36,7 +36,7 @@ pub struct Settings {
     pub role_token_ttl_secs: u64,
     /// `aud` of signed role tokens.
     pub role_token_audience: String,
-    /// SQLite: how many user documents single-user SCIM reads keep in memory (0 = none).
+    /// How many user documents single-user SCIM reads keep in memory (0 = none).
     pub scim_cache_users: usize,
 }
 

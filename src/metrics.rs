@@ -6,6 +6,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::access::FeedStats;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -17,6 +18,9 @@ pub struct Metrics {
     pool: IntGaugeVec,
     user_reads_memory: IntCounter,
     user_reads_database: IntCounter,
+    /// Change-feed catch-ups and read barriers (sampled from `Access` at scrape time).
+    catch_ups: IntCounter,
+    barriers: IntCounter,
 }
 
 impl Metrics {
@@ -58,10 +62,21 @@ impl Metrics {
             Opts::new(
                 "rolecall_scim_user_reads_total",
                 "SCIM reads of one user by id, userName or externalId, by where they were \
-                 answered from (memory: SQLite only, see README)",
+                 answered from (see README)",
             ),
             &["source"],
         )?;
+        let catch_ups = IntCounter::new(
+            "rolecall_feed_catch_ups_total",
+            "Catch-ups with the change feed (one audit-log query each, plus what it names)",
+        )?;
+        let barriers = IntCounter::new(
+            "rolecall_feed_barriers_total",
+            "Read barriers: reads that waited for a catch-up started after they arrived \
+             (PostgreSQL single-user reads; they share catch-ups)",
+        )?;
+        registry.register(Box::new(catch_ups.clone()))?;
+        registry.register(Box::new(barriers.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(scim_ops.clone()))?;
@@ -75,6 +90,8 @@ impl Metrics {
             pool,
             user_reads_memory: user_reads.with_label_values(&["memory"]),
             user_reads_database: user_reads.with_label_values(&["database"]),
+            catch_ups,
+            barriers,
         })
     }
 
@@ -101,8 +118,14 @@ impl Metrics {
         self.scim_ops.with_label_values(&[resource, kind]).inc();
     }
 
-    /// The text exposition, with pool gauges sampled now.
-    pub fn render(&self, store: &Store) -> String {
+    /// The text exposition, with pool gauges and the feed's counters sampled now.
+    pub fn render(&self, store: &Store, feed: FeedStats) -> String {
+        for (counter, now) in [
+            (&self.catch_ups, feed.catch_ups),
+            (&self.barriers, feed.barriers),
+        ] {
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
         for (name, size, idle) in store.pool_stats() {
             let idle = idle as i64;
             self.pool.with_label_values(&[name, "idle"]).set(idle);

@@ -52,12 +52,20 @@ impl Mapping {
     }
 }
 
+/// Counts since start-up, see [`Access::feed_stats`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeedStats {
+    pub catch_ups: u64,
+    pub barriers: u64,
+}
+
 pub struct Access {
     store: Store,
     directory: RwLock<Directory>,
     mapping: RwLock<Arc<Mapping>>,
     tokens: RwLock<HashMap<String, TokenRow>>,
     keys: RwLock<Arc<KeySet>>,
+    /// Held only by `catch_up_locked`, which signals `catch_up_ended` when it lets go.
     feed: tokio::sync::Mutex<FeedState>,
     /// `store.local_writes()` as of the last catch-up.
     applied_local: AtomicU64,
@@ -67,6 +75,10 @@ pub struct Access {
     /// [`Access::barrier`] waits for one that started after it was called.
     catch_ups_started: AtomicU64,
     catch_ups_finished: AtomicU64,
+    /// Bumped when a catch-up ends, well or not: wakes the barriers waiting for one.
+    catch_up_ended: tokio::sync::watch::Sender<u64>,
+    /// Calls of [`Access::barrier`].
+    barriers: AtomicU64,
     /// Set when SCIM reads of single users may be answered from memory (see `user_docs`).
     user_docs: OnceLock<user_docs::UserDocs>,
 }
@@ -136,6 +148,8 @@ impl Access {
             applied_tokens: AtomicU64::new(local_tokens),
             catch_ups_started: AtomicU64::new(0),
             catch_ups_finished: AtomicU64::new(0),
+            catch_up_ended: tokio::sync::watch::Sender::new(0),
+            barriers: AtomicU64::new(0),
             user_docs: OnceLock::new(),
         }))
     }
@@ -209,30 +223,55 @@ impl Access {
         let number = self.catch_ups_started.fetch_add(1, Ordering::SeqCst) + 1;
         let local = self.store.local_writes();
         let local_tokens = self.store.local_token_writes();
-        feed::apply_pending(self, &mut feed).await?;
-        self.applied_local.store(local, Ordering::Release);
-        self.applied_tokens.store(local_tokens, Ordering::Release);
-        self.catch_ups_finished.fetch_max(number, Ordering::SeqCst);
+        let applied = feed::apply_pending(self, &mut feed).await;
+        if applied.is_ok() {
+            self.applied_local.store(local, Ordering::Release);
+            self.applied_tokens.store(local_tokens, Ordering::Release);
+            self.catch_ups_finished.fetch_max(number, Ordering::SeqCst);
+        }
         drop(feed);
-        Ok(())
+        self.catch_up_ended.send_modify(|n| *n += 1);
+        applied
     }
 
     /// Return once the directory holds every change committed to the database before this
     /// call, whichever server made it: once a catch-up that started after the call has
     /// finished (its feed query sees every transaction committed before it began).
     ///
-    /// Concurrent callers share catch-ups, as a group commit shares a disk flush: the feed
-    /// lock queues them in order, the first caller behind a running catch-up starts the next
-    /// one, and the callers queued behind it find their condition met when it finishes. Under
-    /// load one feed query (usually answering "nothing new") serves every request that
-    /// arrived while the previous one ran.
+    /// Concurrent callers share catch-ups, as a group commit shares a disk flush: a caller
+    /// that finds no catch-up running starts one; the others wait for it to end (all woken
+    /// at once), and those that arrived after it started start the next one, for all of
+    /// them. Under load one feed query (usually answering "nothing new") serves every read
+    /// that arrived while the previous one ran.
     pub async fn barrier(&self) -> Result<(), AccessError> {
+        self.barriers.fetch_add(1, Ordering::Relaxed);
+        let mut ended = self.catch_up_ended.subscribe();
         let needed = self.catch_ups_started.load(Ordering::SeqCst) + 1;
-        let feed = self.feed.lock().await;
-        if self.catch_ups_finished.load(Ordering::SeqCst) >= needed {
-            return Ok(());
+        loop {
+            ended.borrow_and_update();
+            if self.catch_ups_finished.load(Ordering::SeqCst) >= needed {
+                return Ok(());
+            }
+            match self.feed.try_lock() {
+                // started now, so after the call: its end is what we wait for
+                Ok(feed) => return self.catch_up_locked(feed).await,
+                Err(_) => {
+                    // one is running; when it ends, it may be one that started after the
+                    // call, or the next may be ours to start
+                    if ended.changed().await.is_err() {
+                        return Ok(()); // unreachable: `self` holds the sender
+                    }
+                }
+            }
         }
-        self.catch_up_locked(feed).await
+    }
+
+    /// How many catch-ups and read barriers there have been (for `/metrics`).
+    pub fn feed_stats(&self) -> FeedStats {
+        FeedStats {
+            catch_ups: self.catch_ups_started.load(Ordering::Relaxed),
+            barriers: self.barriers.load(Ordering::Relaxed),
+        }
     }
 
     /// Follow the change feed until the process ends.
@@ -352,7 +391,9 @@ mod barrier_tests {
             })
             .collect();
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // ... which ends (as `catch_up_locked` ends one) before any of them started
         drop(running);
+        access.catch_up_ended.send_modify(|n| *n += 1);
         for seen in futures_util::future::join_all(barriers).await {
             assert!(seen.unwrap());
         }

@@ -30,7 +30,11 @@ pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
 pub async fn metrics(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&state.store))
+        .body(
+            state
+                .metrics
+                .render(&state.store, state.access.feed_stats()),
+        )
 }
 
 /// 405 as a JSON problem body, with the `Allow` header.
