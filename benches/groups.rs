@@ -12,7 +12,8 @@
 //! response and with `?excludedAttributes=members`: PATCH adding `delta` users
 //! to it, PATCH removing them again (`{"op":"remove","path":"members",
 //! "value":[{"value":id}, ...]}`), PUT replacing a `delta`-member list of
-//! another group by a different one, and `--batches` PATCHes of
+//! another group by a different one, PUT of the large group's whole list with
+//! `delta / 10` of its members swapped for others, and `--batches` PATCHes of
 //! `--batch-size` added members into one (new) group. See BENCHMARKS.md.
 
 mod loadgen;
@@ -404,7 +405,12 @@ impl Series {
 }
 
 /// The single operations, measured with each variant.
-const OPS: [&str; 3] = ["PATCH add", "PATCH remove", "PUT"];
+const OPS: [&str; 4] = ["PATCH add", "PATCH remove", "PUT", "PUT large"];
+
+/// Members the large group's PUT swaps for others (the rest of its list stays).
+fn put_swap(opts: &Options) -> usize {
+    (opts.delta / 10).max(1)
+}
 
 /// Operation `o` with its sizes, e.g. "PATCH add 10000 to 100000".
 fn op_name(o: usize, opts: &Options) -> String {
@@ -412,7 +418,8 @@ fn op_name(o: usize, opts: &Options) -> String {
     match o {
         0 => format!("{} {d} to {n}", OPS[0]),
         1 => format!("{} {d} of {}", OPS[1], n + d),
-        _ => format!("{} {d} replacing {d}", OPS[2]),
+        2 => format!("{} {d} replacing {d}", OPS[2]),
+        _ => format!("PUT {n} changing {} of {n}", put_swap(opts)),
     }
 }
 
@@ -420,7 +427,7 @@ struct Results {
     backend: Backend,
     create: Timed,
     /// `[op][variant]`.
-    ops: [[Series; 2]; 3],
+    ops: [[Series; 2]; 4],
     /// `[variant][round]`: the batches' times.
     batches: [Vec<Vec<Timed>>; 2],
     log_problems: usize,
@@ -510,7 +517,7 @@ fn measure(
     }
 
     let put_path = format!("/scim/v2/Groups/{}", group_id(PUT_GROUP));
-    let mut ops: [[Series; 2]; 3] = Default::default();
+    let mut ops: [[Series; 2]; 4] = Default::default();
     let mut batches: [Vec<Vec<Timed>>; 2] = Default::default();
     for round in 0..opts.rounds {
         println!("round {}/{}:", round + 1, opts.rounds);
@@ -521,6 +528,9 @@ fn measure(
             } else {
                 0..d
             };
+            // The large group's whole list again with `k` members swapped (users k..n+k),
+            // then back (0..n, where the PATCHes leave it and find it): two runs.
+            let k = put_swap(opts);
             let steps = [
                 ("PATCH", &location, patch_body("add", n..n + d), n + d),
                 ("PATCH", &location, patch_body("remove", n..n + d), n),
@@ -530,8 +540,11 @@ fn measure(
                     group_body(&group_name(PUT_GROUP), put_list),
                     d,
                 ),
+                ("PUT", &location, group_body("everyone", k..n + k), n),
+                ("PUT", &location, group_body("everyone", 0..n), n),
             ];
-            for (o, (method, path, body, members)) in steps.into_iter().enumerate() {
+            for (step, (method, path, body, members)) in steps.into_iter().enumerate() {
+                let o = step.min(OPS.len() - 1);
                 if round == 0 {
                     c.profile(backend, &format!("{}-{}", OPS[o], v.label()));
                 }

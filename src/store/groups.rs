@@ -2,7 +2,7 @@
 //! (group, member) rows inside the same transaction as the group's new version, so adding
 //! ten members to a group of 100,000 touches ten rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
@@ -218,6 +218,31 @@ async fn existing_members(
     super::snapshot::decode_members(&text)
 }
 
+/// A member's `member_type` as stored.
+fn kind_of(m: &Member) -> &'static str {
+    match m {
+        Member::User(_) => "User",
+        Member::Group(_) => "Group",
+    }
+}
+
+/// Every member of the group, read as one aggregated row (in the transaction that changes
+/// the group: its row is locked by then, so no other membership change of this group runs).
+async fn current_members(tx: &mut Transaction<'_, Any>, group_id: &str) -> Result<Vec<Member>> {
+    let sql = format!(
+        "SELECT {} FROM scim_members WHERE group_id = $1",
+        super::snapshot::MEMBERS_AGG
+    );
+    let row = sqlx::query(&sql)
+        .bind(group_id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+    match row.try_get::<Option<String>, _>(0)? {
+        Some(text) => super::snapshot::decode_members(&text),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Remove the listed members; the ones that were members are pushed to `removed`.
 async fn remove_members(
     tx: &mut Transaction<'_, Any>,
@@ -294,15 +319,49 @@ async fn apply_changes(
                     d.ops.extend(removed.into_iter().map(|m| (false, m)));
                 }
             }
-            MemberChange::RemoveAll | MemberChange::Replace(_) => {
+            MemberChange::RemoveAll => {
                 delta = None;
                 sqlx::query("DELETE FROM scim_members WHERE group_id = $1")
                     .bind(group_id.to_string())
                     .execute(&mut **tx)
                     .await?;
-                if let MemberChange::Replace(_) = change {
-                    let members = resolved.next().unwrap_or_default();
-                    insert_members(tx, backend, group_id, &members, None).await?;
+            }
+            MemberChange::Replace(_) => {
+                // as a difference: the rows of members that stay are left alone, so a PUT
+                // that changes a few members of a large group writes a few rows
+                let members = resolved.next().unwrap_or_default();
+                let current = current_members(tx, group_id).await?;
+                let wanted: HashSet<(&str, &str)> = members
+                    .iter()
+                    .map(|(id, kind)| (*kind, id.as_str()))
+                    .collect();
+                let have: HashSet<(&str, &str)> =
+                    current.iter().map(|m| (kind_of(m), m.id())).collect();
+                let gone: Vec<String> = current
+                    .iter()
+                    .filter(|m| !wanted.contains(&(kind_of(m), m.id())))
+                    .map(|m| m.id().to_string())
+                    .collect();
+                let new: Vec<(String, &'static str)> = members
+                    .iter()
+                    .filter(|(id, kind)| !have.contains(&(*kind, id.as_str())))
+                    .cloned()
+                    .collect();
+                let (mut removed, mut added) = (Vec::new(), Vec::new());
+                if !gone.is_empty() && gone.len() == current.len() {
+                    // nobody stays: one statement
+                    sqlx::query("DELETE FROM scim_members WHERE group_id = $1")
+                        .bind(group_id.to_string())
+                        .execute(&mut **tx)
+                        .await?;
+                    removed = current;
+                } else {
+                    remove_members(tx, backend, group_id, &gone, &mut removed).await?;
+                }
+                insert_members(tx, backend, group_id, &new, Some(&mut added)).await?;
+                if let Some(d) = delta.as_mut() {
+                    d.ops.extend(removed.into_iter().map(|m| (false, m)));
+                    d.ops.extend(added.into_iter().map(|m| (true, m)));
                 }
             }
         }

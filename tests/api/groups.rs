@@ -324,6 +324,22 @@ async fn membership_deltas_reach_the_directory(app: TestApp) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(groups_of(a.clone()).await, vec![g.clone()]);
     assert_eq!(groups_of(b.clone()).await, Vec::<String>::new());
+    // a PUT writes the difference: `a` stays as it is, `b` comes back
+    let r = app
+        .put(
+            &format!("/scim/v2/Groups/{g}"),
+            &json!({"schemas": [GROUP], "displayName": "delta-team",
+                    "members": [{"value": b}, {"value": a}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort();
+    let mut listed = member_ids(&r.body);
+    listed.sort();
+    assert_eq!(listed, both);
+    assert_eq!(groups_of(a.clone()).await, vec![g.clone()]);
+    assert_eq!(groups_of(b.clone()).await, vec![g.clone()]);
 
     let admin = new_token(&app.store, "root", Scope::Admin).await;
     let r = send(
@@ -351,8 +367,19 @@ async fn membership_deltas_reach_the_directory(app: TestApp) {
         "{}",
         r.text
     );
-    assert!(
-        summary_of("group.replace").get("delta").is_none(),
+    // PUTs list the rows they changed, newest first: `b` added (`a` kept), then `b` removed
+    // and `a` added
+    let replaces: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "group.replace")
+        .map(|e| &e["summary"]["delta"])
+        .collect();
+    assert_eq!(
+        replaces,
+        [
+            &json!([format!("+User:{b}")]),
+            &json!([format!("-User:{b}"), format!("+User:{a}")])
+        ],
         "{}",
         r.text
     );
