@@ -2318,7 +2318,9 @@ async fn evaluation_reads_its_body_as_the_batch_endpoint_does(app: TestApp) {
         "the request body is not valid JSON: EOF while parsing an object at line 1 column {}",
         good.len() - 1
     );
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, Option<&str>)> = vec![
+    // what, content type, body, status, detail
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, Option<&'a str>);
+    let cases: Vec<Case<'_>> = vec![
         (
             "no content type",
             None,
@@ -2380,7 +2382,7 @@ async fn evaluation_reads_its_body_as_the_batch_endpoint_does(app: TestApp) {
         (
             "cut short",
             Some("application/json"),
-            good[..good.len() - 1].as_bytes().to_vec(),
+            good.as_bytes()[..good.len() - 1].to_vec(),
             400,
             Some(&cut_short),
         ),
