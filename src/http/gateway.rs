@@ -173,22 +173,36 @@ fn roles(
         .map_err(lookup_error)?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
-    let etag = format!("W/\"{:016x}\"", hasher.finish());
+    let etag = weak_etag(hasher.finish());
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let etag = HeaderValue::try_from(etag)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if matches {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish());
     }
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
+        .insert_header((header::CONTENT_TYPE, APPLICATION_JSON))
         .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .body(body))
+}
+
+/// `W/"<16 hex digits>"`, as `format!("W/\"{hash:016x}\"")` writes it.
+fn weak_etag(hash: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(20);
+    s.push_str("W/\"");
+    for shift in (0..16).rev() {
+        s.push(char::from(HEX[(hash >> (shift * 4)) as usize & 0xf]));
+    }
+    s.push('"');
+    s
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {
@@ -591,6 +605,13 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn weak_etags_are_sixteen_hex_digits() {
+        for hash in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(weak_etag(hash), format!("W/\"{hash:016x}\""));
+        }
+    }
 
     #[test]
     fn scope_params_read_a_query_as_web_query_does() {
