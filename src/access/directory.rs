@@ -73,12 +73,152 @@ impl Member {
     }
 }
 
+/// Which of a user's keys a string is.
+#[derive(Debug, Clone, Copy)]
+enum KeyKind {
+    Id = 0,
+    /// A userName, folded.
+    Name = 1,
+    External = 2,
+}
+
+/// The users a string names, per [`KeyKind`] (`u32::MAX` for none).
+#[derive(Debug, Clone, Copy)]
+struct Named([u32; 3]);
+
+impl Named {
+    const NONE: u32 = u32::MAX;
+
+    fn get(&self, kind: KeyKind) -> Option<u32> {
+        let i = self.0[kind as usize];
+        (i != Self::NONE).then_some(i)
+    }
+}
+
+/// A key as [`UserKeys`] keeps it: up to [`KeyBytes::INLINE`] bytes (a UUID, most userNames
+/// and externalIds) in the map's own memory, so that comparing it reads nothing else (at
+/// 100,000 users, a key on the heap is one more cache miss per lookup); longer ones on the heap.
+#[derive(Debug, Clone)]
+enum KeyBytes {
+    Inline {
+        len: u8,
+        bytes: [u8; KeyBytes::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBytes {
+    const INLINE: usize = 40;
+
+    fn new(key: &str) -> Self {
+        let key = key.as_bytes();
+        match key.len() {
+            len @ 0..=Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..len].copy_from_slice(key);
+                KeyBytes::Inline {
+                    len: len as u8,
+                    bytes,
+                }
+            }
+            _ => KeyBytes::Heap(key.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            KeyBytes::Heap(b) => b,
+        }
+    }
+}
+
+// a key is its bytes: equal, hashed and borrowed as `[u8]`
+impl PartialEq for KeyBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for KeyBytes {}
+
+impl std::hash::Hash for KeyBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for KeyBytes {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// The users' three keys (ids, folded userNames, externalIds) in one map, so that a lookup by
+/// any key probes it once: it behaves as one map per [`KeyKind`].
+#[derive(Debug, Default)]
+struct UserKeys {
+    map: HashMap<KeyBytes, Named>,
+    /// Entries per kind.
+    counts: [usize; 3],
+}
+
+impl UserKeys {
+    fn named(&self, key: &str) -> Option<Named> {
+        self.map.get(key.as_bytes()).copied()
+    }
+
+    fn get(&self, kind: KeyKind, key: &str) -> Option<u32> {
+        self.named(key)?.get(kind)
+    }
+
+    fn insert(&mut self, kind: KeyKind, key: &str, i: u32) -> Option<u32> {
+        let named = match self.map.get_mut(key.as_bytes()) {
+            Some(named) => named,
+            None => self
+                .map
+                .entry(KeyBytes::new(key))
+                .or_insert(Named([Named::NONE; 3])),
+        };
+        let old = std::mem::replace(&mut named.0[kind as usize], i);
+        if old == Named::NONE {
+            self.counts[kind as usize] += 1;
+            None
+        } else {
+            Some(old)
+        }
+    }
+
+    fn remove(&mut self, kind: KeyKind, key: &str) -> Option<u32> {
+        let named = self.map.get_mut(key.as_bytes())?;
+        let old = std::mem::replace(&mut named.0[kind as usize], Named::NONE);
+        if named.0 == [Named::NONE; 3] {
+            self.map.remove(key.as_bytes());
+        }
+        (old != Named::NONE).then(|| {
+            self.counts[kind as usize] -= 1;
+            old
+        })
+    }
+
+    fn count(&self, kind: KeyKind) -> usize {
+        self.counts[kind as usize]
+    }
+
+    #[cfg(test)]
+    fn iter(&self, kind: KeyKind) -> impl Iterator<Item = (&str, u32)> {
+        self.map
+            .iter()
+            .filter_map(move |(k, n)| Some((std::str::from_utf8(k.as_bytes()).ok()?, n.get(kind)?)))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Directory {
-    user_idx: HashMap<String, u32>,
+    /// Ids (of users and of placeholders for members not loaded yet), folded userNames and
+    /// externalIds.
+    keys: UserKeys,
     users: Vec<Option<UserEntry>>,
-    by_name: HashMap<String, u32>,
-    by_external: HashMap<String, u32>,
     group_idx: HashMap<String, u32>,
     groups: Vec<Option<GroupEntry>>,
     /// Bumped by every change; a user's view is good if made at or after the user's `changed`.
@@ -93,7 +233,7 @@ fn remove_item(v: &mut Vec<u32>, x: u32) {
 
 impl Directory {
     pub fn user_count(&self) -> usize {
-        self.user_idx.len()
+        self.keys.count(KeyKind::Id)
     }
 
     pub fn group_count(&self) -> usize {
@@ -111,12 +251,12 @@ impl Directory {
     }
 
     fn intern_user(&mut self, id: &str) -> u32 {
-        if let Some(&i) = self.user_idx.get(id) {
+        if let Some(i) = self.keys.get(KeyKind::Id, id) {
             return i;
         }
         let i = self.users.len() as u32;
         self.users.push(None);
-        self.user_idx.insert(id.to_string(), i);
+        self.keys.insert(KeyKind::Id, id, i);
         i
     }
 
@@ -127,17 +267,19 @@ impl Directory {
         let slot = &mut self.users[i as usize];
         let groups = match slot.take() {
             Some(old) => {
-                self.by_name.remove(&old.rec.user_name.to_lowercase());
+                self.keys
+                    .remove(KeyKind::Name, &old.rec.user_name.to_lowercase());
                 if let Some(e) = &old.rec.external_id {
-                    self.by_external.remove(e);
+                    self.keys.remove(KeyKind::External, e);
                 }
                 old.groups
             }
             None => Vec::new(),
         };
-        self.by_name.insert(rec.user_name.to_lowercase(), i);
+        self.keys
+            .insert(KeyKind::Name, &rec.user_name.to_lowercase(), i);
         if let Some(e) = &rec.external_id {
-            self.by_external.insert(e.clone(), i);
+            self.keys.insert(KeyKind::External, e, i);
         }
         self.users[i as usize] = Some(UserEntry {
             rec,
@@ -150,13 +292,14 @@ impl Directory {
     /// Remove a user and its memberships.
     pub fn remove_user(&mut self, id: &str) {
         self.generation += 1;
-        let Some(i) = self.user_idx.remove(id) else {
+        let Some(i) = self.keys.remove(KeyKind::Id, id) else {
             return;
         };
         if let Some(old) = self.users[i as usize].take() {
-            self.by_name.remove(&old.rec.user_name.to_lowercase());
+            self.keys
+                .remove(KeyKind::Name, &old.rec.user_name.to_lowercase());
             if let Some(e) = &old.rec.external_id {
-                self.by_external.remove(e);
+                self.keys.remove(KeyKind::External, e);
             }
             for g in old.groups {
                 if let Some(Some(group)) = self.groups.get_mut(g as usize) {
@@ -283,7 +426,7 @@ impl Directory {
                     }
                 }
                 (false, Member::User(id)) => {
-                    let Some(&ui) = self.user_idx.get(id.as_str()) else {
+                    let Some(ui) = self.keys.get(KeyKind::Id, id) else {
                         continue;
                     };
                     if let Some(Some(user)) = self.users.get_mut(ui as usize) {
@@ -417,24 +560,37 @@ impl Directory {
     }
 
     /// The index of the user `key` names (id, userName case-insensitively, or externalId).
+    /// The first kind of key that names someone decides, as if each kind had its own map: a
+    /// key that is some user's id finds that user (or none, for a placeholder), whatever else
+    /// it is. One probe when `key` is folded already.
     pub(crate) fn find_user_index(&self, key: &str) -> Option<u32> {
-        let i = self
-            .user_idx
-            .get(key)
-            .or_else(|| self.by_name.get(crate::roles::fold_cow(key).as_ref()))
-            .or_else(|| self.by_external.get(key))?;
-        self.user_at(*i).map(|_| *i)
+        let named = self.keys.named(key);
+        let i = match named.and_then(|n| n.get(KeyKind::Id)) {
+            Some(i) => i,
+            None => {
+                let by_name = match crate::roles::fold_cow(key) {
+                    std::borrow::Cow::Borrowed(_) => named,
+                    std::borrow::Cow::Owned(folded) => self.keys.named(&folded),
+                };
+                by_name
+                    .and_then(|n| n.get(KeyKind::Name))
+                    .or_else(|| named?.get(KeyKind::External))?
+            }
+        };
+        self.user_at(i).map(|_| i)
     }
 
     /// The index of the user with exactly this key: an id, a userName (case-insensitively)
     /// or an externalId, as the SCIM filter `key eq "…"` means it.
     pub(crate) fn user_index_by(&self, key: UserKey<'_>) -> Option<u32> {
         let i = match key {
-            UserKey::Id(id) => self.user_idx.get(id),
-            UserKey::UserName(name) => self.by_name.get(crate::roles::fold_cow(name).as_ref()),
-            UserKey::ExternalId(e) => self.by_external.get(e),
+            UserKey::Id(id) => self.keys.get(KeyKind::Id, id),
+            UserKey::UserName(name) => self
+                .keys
+                .get(KeyKind::Name, crate::roles::fold_cow(name).as_ref()),
+            UserKey::ExternalId(e) => self.keys.get(KeyKind::External, e),
         }?;
-        self.user_at(*i).map(|_| *i)
+        self.user_at(i).map(|_| i)
     }
 
     /// The groups the user at `ui` is a direct member of, in no particular order.
@@ -492,8 +648,8 @@ impl Directory {
 
     /// All groups of a user, direct and through nesting (each once, cycles are safe).
     pub fn groups_of(&self, user_id: &str) -> Vec<&GroupRecord> {
-        match self.user_idx.get(user_id) {
-            Some(&ui) => self.groups_of_index(ui),
+        match self.keys.get(KeyKind::Id, user_id) {
+            Some(ui) => self.groups_of_index(ui),
             None => Vec::new(),
         }
     }
@@ -627,6 +783,111 @@ mod tests {
         assert_eq!(d.user_count(), 1);
     }
 
+    /// One map for the three kinds of user key answers as one map per kind did: the id
+    /// first (a placeholder's id finds no one), then the folded userName, then the externalId,
+    /// through renames, removals and keys that are one user's id and another's userName.
+    #[test]
+    fn user_keys_answer_as_three_maps() {
+        // short keys, and keys over `KeyBytes::INLINE` bytes (kept on the heap)
+        let long = "a-user-name-longer-than-forty-bytes@example.com";
+        let long_upper = long.to_uppercase();
+        let pool = [
+            "a",
+            "B",
+            "b",
+            "c",
+            "É",
+            "é",
+            "x-1",
+            "X-1",
+            long,
+            &long_upper,
+        ];
+        let mut seed = 0x5eed_u64;
+        let mut next = move |n: usize| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % n as u64) as usize
+        };
+        let mut d = Directory::default();
+        // the maps as they were: ids (users and placeholders), folded userNames, externalIds
+        let (mut ids, mut names, mut externals) = (
+            HashMap::<String, u32>::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        let mut records: HashMap<String, UserRecord> = HashMap::new();
+        let mut len = 0u32;
+        let mut intern = |ids: &mut HashMap<String, u32>, id: &str| {
+            *ids.entry(id.to_string()).or_insert_with(|| {
+                len += 1;
+                len - 1
+            })
+        };
+        for step in 0..3000 {
+            let id = pool[next(pool.len())];
+            match next(4) {
+                0 | 1 => {
+                    let rec = UserRecord {
+                        id: id.into(),
+                        user_name: pool[next(pool.len())].into(),
+                        external_id: (next(3) > 0).then(|| pool[next(pool.len())].into()),
+                        active: true,
+                        version: 1,
+                    };
+                    let i = intern(&mut ids, id);
+                    if let Some(old) = records.remove(id) {
+                        names.remove(&old.user_name.to_lowercase());
+                        if let Some(e) = &old.external_id {
+                            externals.remove(e);
+                        }
+                    }
+                    names.insert(rec.user_name.to_lowercase(), i);
+                    if let Some(e) = &rec.external_id {
+                        externals.insert(e.clone(), i);
+                    }
+                    records.insert(id.into(), rec.clone());
+                    d.upsert_user(rec);
+                }
+                2 => {
+                    if ids.remove(id).is_some() {
+                        if let Some(old) = records.remove(id) {
+                            names.remove(&old.user_name.to_lowercase());
+                            if let Some(e) = &old.external_id {
+                                externals.remove(e);
+                            }
+                        }
+                    }
+                    d.remove_user(id);
+                }
+                _ => {
+                    // a member not loaded yet: a placeholder
+                    intern(&mut ids, id);
+                    d.set_group(group("g", "g"), &[Member::User(id.into())]);
+                }
+            }
+            assert_eq!(d.user_count(), ids.len(), "step {step}");
+            for key in pool {
+                let want = ids
+                    .get(key)
+                    .or_else(|| names.get(&key.to_lowercase()))
+                    .or_else(|| externals.get(key))
+                    .and_then(|&i| d.user_at(i).map(|_| i));
+                assert_eq!(d.find_user_index(key), want, "step {step}: {key}");
+                for (k, want) in [
+                    (UserKey::Id(key), ids.get(key)),
+                    (UserKey::UserName(key), names.get(&key.to_lowercase())),
+                    (UserKey::ExternalId(key), externals.get(key)),
+                ] {
+                    let want = want.and_then(|&i| d.user_at(i).map(|_| i));
+                    assert_eq!(d.user_index_by(k), want, "step {step}: {key}");
+                }
+            }
+        }
+    }
+
     /// Everything membership-shaped in a directory, by id, for comparing two directories.
     fn shape(d: &Directory) -> Vec<String> {
         let gid = |i: &u32| {
@@ -660,10 +921,10 @@ mod tests {
                 sorted(g.parents.iter().map(gid).collect()),
             ));
         }
-        let mut uids: Vec<(&String, &u32)> = d.user_idx.iter().collect();
+        let mut uids: Vec<(&str, u32)> = d.keys.iter(KeyKind::Id).collect();
         uids.sort();
         for (id, ui) in uids {
-            if let Some(u) = d.users[*ui as usize].as_ref() {
+            if let Some(u) = d.users[ui as usize].as_ref() {
                 let mut gs: Vec<String> = u.groups.iter().map(gid).collect();
                 gs.sort();
                 out.push(format!("{id} {:?} groups=[{}]", u.rec, gs.join(",")));

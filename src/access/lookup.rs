@@ -58,10 +58,11 @@ pub(crate) struct UserView {
     mapping: u64,
     /// `{"user":…,"groups":[…]`: the roles answer up to its grants.
     head: Box<[u8]>,
-    /// `n`, the user's `n` groups (direct and nested; directory indexes in display-name
-    /// order), where each group's name starts and ends in `head` (2·`n` offsets), then per grant
-    /// (in scope order): its scope and role (`GrantRef::kind`), `m`, and the `m` positions among
-    /// the groups of those granting it.
+    /// The length of the grants part, then per grant (in scope order): its scope and role
+    /// (`GrantRef::kind`), `m`, and the `m` positions among the groups of those granting it;
+    /// then `n`, the user's `n` groups (direct and nested; directory indexes in display-name
+    /// order), and where each group's name starts and ends in `head` (2·`n` offsets). The
+    /// grants come first: a decision reads nothing else, so it reads the fewest cache lines.
     data: Box<[u32]>,
 }
 
@@ -84,8 +85,14 @@ impl UserView {
             })
             .collect();
         let grants = mapping.compiled.grant_refs(user.active, &infos);
-        let len = 1 + 3 * groups.len() + grants.iter().map(|g| 2 + g.via.len()).sum::<usize>();
-        let mut data = Vec::with_capacity(len);
+        let grants_len = grants.iter().map(|g| 2 + g.via.len()).sum::<usize>();
+        let mut data = Vec::with_capacity(2 + grants_len + 3 * groups.len());
+        data.push(grants_len as u32);
+        for g in grants {
+            data.push(g.kind);
+            data.push(g.via.len() as u32);
+            data.extend(g.via);
+        }
         data.push(groups.len() as u32);
         data.extend(groups.iter().map(|(gi, _)| *gi));
         let mut head = Vec::with_capacity(64 + groups.len() * 24);
@@ -107,11 +114,6 @@ impl UserView {
             data.push(head.len() as u32);
         }
         head.push(b']');
-        for g in grants {
-            data.push(g.kind);
-            data.push(g.via.len() as u32);
-            data.extend(g.via);
-        }
         Self {
             generation: dir.generation(),
             mapping: mapping.serial,
@@ -125,18 +127,26 @@ impl UserView {
         self.generation >= dir.user_changed(i) && self.mapping == mapping.serial
     }
 
+    /// Where `n` is in `data`: after the grants.
+    fn group_part(&self) -> usize {
+        1 + self.data.first().map_or(0, |&g| g as usize)
+    }
+
     fn group_count(&self) -> usize {
-        self.data.first().map_or(0, |&n| n as usize)
+        self.data.get(self.group_part()).map_or(0, |&n| n as usize)
     }
 
     /// Directory indexes of the user's groups, in display-name order.
     fn groups(&self) -> &[u32] {
-        self.data.get(1..1 + self.group_count()).unwrap_or_default()
+        let at = self.group_part() + 1;
+        self.data
+            .get(at..at + self.group_count())
+            .unwrap_or_default()
     }
 
     /// The name of the group at `position` in [`Self::groups`], as JSON.
     fn name_json(&self, position: u32) -> &[u8] {
-        let at = 1 + self.group_count() + 2 * position as usize;
+        let at = self.group_part() + 1 + self.group_count() + 2 * position as usize;
         match (self.data.get(at), self.data.get(at + 1)) {
             (Some(&start), Some(&end)) => self
                 .head
@@ -157,10 +167,7 @@ impl UserView {
     }
 
     fn grants(&self) -> impl Iterator<Item = ViewGrant<'_>> + Clone {
-        let mut rest: &[u32] = self
-            .data
-            .get(1 + 3 * self.group_count()..)
-            .unwrap_or_default();
+        let mut rest: &[u32] = self.data.get(1..self.group_part()).unwrap_or_default();
         std::iter::from_fn(move || {
             let (&kind, tail) = rest.split_first()?;
             let (&m, tail) = tail.split_first()?;

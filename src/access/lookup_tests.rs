@@ -482,7 +482,7 @@ fn a_view_is_a_few_integers() {
     // 6 groups; grants at the org, legal, its two projects, sales
     assert_eq!(view.groups().len(), 6);
     assert_eq!(view.grants().count(), 5);
-    assert!(view.data.len() <= 1 + 3 * 6 + 5 * 3, "{:?}", view.data);
+    assert!(view.data.len() <= 2 + 3 * 6 + 5 * 3, "{:?}", view.data);
     assert!(std::mem::size_of::<UserView>() <= 48);
 }
 

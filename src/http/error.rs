@@ -188,31 +188,33 @@ impl From<StoreError> for ApiError {
 
 /// Body parsing for JSON endpoints outside `/scim/v2`: errors as problem bodies.
 pub fn problem_json_config(limit: usize) -> actix_web::web::JsonConfig {
-    use actix_web::error::JsonPayloadError;
     actix_web::web::JsonConfig::default()
         .limit(limit)
-        .error_handler(|e, _| {
-            let err = match &e {
-                JsonPayloadError::Overflow { limit }
-                | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is larger than {limit} bytes"),
-                ),
-                JsonPayloadError::ContentType => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "the request body must be application/json",
-                ),
-                JsonPayloadError::Deserialize(d) => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("the request body is not valid JSON: {d}"),
-                ),
-                other => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("could not read the request body: {other}"),
-                ),
-            };
-            err.into()
-        })
+        .error_handler(|e, _| json_problem(&e).into())
+}
+
+/// A JSON body that could not be read (see [`problem_json_config`]), as a problem body.
+pub fn json_problem(e: &actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError;
+    match e {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be application/json",
+        ),
+        JsonPayloadError::Deserialize(d) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not valid JSON: {d}"),
+        ),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {other}"),
+        ),
+    }
 }
 
 impl ResponseError for ApiError {

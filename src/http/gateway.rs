@@ -4,25 +4,31 @@
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header::{self, Header, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
+use super::error::{json_problem, ApiError};
 use super::health::not_allowed;
 use super::State;
 use crate::access::LookupError;
 use crate::roles::evaluate::Decision;
 
-pub fn routes(cfg: &mut web::ServiceConfig, json: web::JsonConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, json: web::JsonConfig, body_limit: usize) {
     // `/v1/users/{user}/roles` and `/v1/users/{user}/token` are matched by hand under a
     // static prefix: the router matches a pattern with a parameter by regular expression,
     // which cost more per lookup than answering it
     cfg.service(web::scope("/v1/users").default_service(web::to(user_endpoint)))
         .service(
             web::resource("/access/v1/evaluation")
-                .app_data(json.clone())
-                .route(web::post().to(evaluation))
+                .route(
+                    web::post()
+                        .to(move |state, req, payload| evaluation(state, req, payload, body_limit)),
+                )
                 .default_service(not_allowed("POST")),
         )
         .service(
@@ -53,6 +59,8 @@ pub fn public_base(state: &State, req: &HttpRequest) -> String {
         }
     }
 }
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 fn json_response(body: &Value) -> HttpResponse {
     HttpResponse::Ok()
@@ -165,22 +173,36 @@ fn roles(
         .map_err(lookup_error)?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
-    let etag = format!("W/\"{:016x}\"", hasher.finish());
+    let etag = weak_etag(hasher.finish());
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let etag = HeaderValue::try_from(etag)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if matches {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish());
     }
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
+        .insert_header((header::CONTENT_TYPE, APPLICATION_JSON))
         .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .body(body))
+}
+
+/// `W/"<16 hex digits>"`, as `format!("W/\"{hash:016x}\"")` writes it.
+fn weak_etag(hash: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(20);
+    s.push_str("W/\"");
+    for shift in (0..16).rev() {
+        s.push(char::from(HEX[(hash >> (shift * 4)) as usize & 0xf]));
+    }
+    s.push('"');
+    s
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {
@@ -381,13 +403,70 @@ fn decision_json(d: &Decision) -> Value {
     serde_json::to_value(decision_out(d)).unwrap_or(Value::Null)
 }
 
+/// The body of a JSON request, read as `web::Json` with [`problem_json_config`] reads it (the
+/// same checks, in the same order, with the same errors): a JSON content type (`application/json`
+/// or any `…/json` or `…+json`), at most `limit` bytes (by `Content-Length` first). A body that
+/// comes in one chunk, as a small one does, is not copied.
+///
+/// [`problem_json_config`]: super::error::problem_json_config
+async fn json_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, JsonPayloadError> {
+    let is_json = match req.mime_type() {
+        Ok(Some(mime)) => mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON),
+        _ => false,
+    };
+    if !is_json {
+        return Err(JsonPayloadError::ContentType);
+    }
+    if let Ok(header::ContentLength(length)) = header::ContentLength::parse(req) {
+        if length > limit {
+            return Err(JsonPayloadError::OverflowKnownLength { length, limit });
+        }
+    }
+    let mut body = web::Bytes::new();
+    let mut more: Option<web::BytesMut> = None;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        let so_far = more.as_ref().map_or(body.len(), |b| b.len());
+        if so_far + chunk.len() > limit {
+            return Err(JsonPayloadError::Overflow { limit });
+        }
+        match &mut more {
+            Some(buf) => buf.extend_from_slice(&chunk),
+            None if body.is_empty() => body = chunk,
+            None => {
+                let mut buf = web::BytesMut::with_capacity(so_far + chunk.len());
+                buf.extend_from_slice(&body);
+                buf.extend_from_slice(&chunk);
+                more = Some(buf);
+            }
+        }
+    }
+    Ok(more.map_or(body, web::BytesMut::freeze))
+}
+
+/// `POST /access/v1/evaluation`. The body is read once, straight into the common request shape
+/// ([`fast::Request`]); anything else goes the way `web::Json<Box<RawValue>>` took it before
+/// (a body that is not JSON is refused with serde's reason), then the general way.
 async fn evaluation(
     state: State,
-    body: web::Json<Box<serde_json::value::RawValue>>,
+    req: HttpRequest,
+    payload: web::Payload,
+    limit: usize,
 ) -> Result<HttpResponse, ApiError> {
-    let text = body.get();
-    let d = match serde_json::from_str::<fast::Request<'_>>(text) {
-        Ok(r) => {
+    let body = json_body(&req, payload, limit)
+        .await
+        .map_err(|e| json_problem(&e))?;
+    // only a body that is UTF-8 as a whole is read the short way: serde_json skips unknown
+    // members without checking their UTF-8, which `RawValue` checked
+    let fast = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<fast::Request<'_>>(text).ok());
+    let d = match fast {
+        Some(r) => {
             let props = r.resource.properties.as_ref();
             decide_input(
                 &state,
@@ -407,8 +486,10 @@ async fn evaluation(
                 },
             )?
         }
-        Err(_) => {
-            let Ok(Value::Object(req)) = serde_json::from_str::<Value>(text) else {
+        None => {
+            let raw = serde_json::from_slice::<Box<RawValue>>(&body)
+                .map_err(|e| json_problem(&JsonPayloadError::Deserialize(e)))?;
+            let Ok(Value::Object(req)) = serde_json::from_str::<Value>(raw.get()) else {
                 return Err(bad("the request body must be a JSON object"));
             };
             decide(&state, &req)?
@@ -417,7 +498,7 @@ async fn evaluation(
     let body = serde_json::to_vec(&decision_out(&d))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
+        .insert_header((header::CONTENT_TYPE, APPLICATION_JSON))
         .body(body))
 }
 
@@ -524,6 +605,13 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn weak_etags_are_sixteen_hex_digits() {
+        for hash in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(weak_etag(hash), format!("W/\"{hash:016x}\""));
+        }
+    }
 
     #[test]
     fn scope_params_read_a_query_as_web_query_does() {

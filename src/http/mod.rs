@@ -30,7 +30,7 @@ pub type State = web::Data<Arc<AppState>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig, body_limit: usize) {
     let json = error::problem_json_config(body_limit);
-    gateway::routes(cfg, json.clone());
+    gateway::routes(cfg, json.clone(), body_limit);
     admin::routes(cfg, json);
     cfg.service(
         web::resource("/healthz")

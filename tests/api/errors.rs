@@ -562,7 +562,11 @@ async fn payload_too_large(app: TestApp) {
 
 /// A raw HTTP/1.1 exchange over TCP, for what reqwest will not send (a chunked body):
 /// returns the status and the response body.
-async fn raw_http(address: &str, head: String, body_chunks: Vec<Vec<u8>>) -> (u16, String) {
+pub(crate) async fn raw_http(
+    address: &str,
+    head: String,
+    body_chunks: Vec<Vec<u8>>,
+) -> (u16, String) {
     let hostport = address.trim_start_matches("http://").to_string();
     let stream = TcpStream::connect(&hostport).await.expect("connect");
     let (mut rd, mut wr) = stream.into_split();

@@ -39,6 +39,7 @@ both!(
     project_and_organization_resources,
     user_paths_matched_by_hand,
     evaluation_shapes_agree_with_the_batch_path,
+    evaluation_reads_its_body_as_the_batch_endpoint_does,
 );
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_rolecall");
@@ -2285,4 +2286,207 @@ async fn evaluation_shapes_agree_with_the_batch_path(app: TestApp) {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["decision"], json!(true), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The single evaluation reads its body by hand; the batch endpoint reads it with `web::Json` and
+// the same configuration. Whatever is wrong with a body (its type, its size, its syntax), both
+// must answer alike, with the same problem body.
+
+async fn evaluation_reads_its_body_as_the_batch_endpoint_does(app: TestApp) {
+    let s = story(&app).await;
+    let good = model_call("alice@example.com", HAIKU, "engineering", None).to_string();
+    // `web::Json` with `problem_json_config`: the answers both endpoints must give
+    let limit = 1024 * 1024;
+    let too_large = format!("the request body is larger than {limit} bytes");
+    let unsupported = "the request body must be application/json";
+    let padded = |bytes: usize| {
+        let mut v = model_call("alice@example.com", HAIKU, "engineering", None);
+        v["context"] = json!({"padding": "a".repeat(bytes)});
+        v.to_string()
+    };
+    let mut invalid_utf8 = br#"{"subject":{"type":"user","id":"alice@example.com","x":""#.to_vec();
+    invalid_utf8.extend_from_slice(b"\xff\xfe");
+    invalid_utf8.extend_from_slice(
+        br#""},"action":{"name":"messages.create"},"resource":{"type":"model","id":"m"}}"#,
+    );
+    let trailing = format!(
+        "the request body is not valid JSON: trailing characters at line 1 column {}",
+        good.len() + 2
+    );
+    let cut_short = format!(
+        "the request body is not valid JSON: EOF while parsing an object at line 1 column {}",
+        good.len() - 1
+    );
+    // what, content type, body, status, detail
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, Option<&'a str>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "no content type",
+            None,
+            good.clone().into(),
+            415,
+            Some(unsupported),
+        ),
+        (
+            "text/plain",
+            Some("text/plain"),
+            good.clone().into(),
+            415,
+            Some(unsupported),
+        ),
+        (
+            "form",
+            Some("application/x-www-form-urlencoded"),
+            good.clone().into(),
+            415,
+            Some(unsupported),
+        ),
+        (
+            "not a media type",
+            Some("json"),
+            good.clone().into(),
+            415,
+            Some(unsupported),
+        ),
+        (
+            "over the limit",
+            Some("application/json"),
+            padded(limit).into(),
+            413,
+            Some(&too_large),
+        ),
+        (
+            "empty",
+            Some("application/json"),
+            Vec::new(),
+            400,
+            Some(
+                "the request body is not valid JSON: EOF while parsing a value at line 1 column 0",
+            ),
+        ),
+        (
+            "not JSON",
+            Some("application/json"),
+            b"{not json".to_vec(),
+            400,
+            Some("the request body is not valid JSON: key must be a string at line 1 column 2"),
+        ),
+        (
+            "trailing characters",
+            Some("application/json"),
+            format!("{good} x").into(),
+            400,
+            Some(&trailing),
+        ),
+        (
+            "cut short",
+            Some("application/json"),
+            good.as_bytes()[..good.len() - 1].to_vec(),
+            400,
+            Some(&cut_short),
+        ),
+        (
+            "invalid UTF-8 in an unknown member",
+            Some("application/json"),
+            invalid_utf8,
+            400,
+            None,
+        ),
+    ];
+    for (what, content_type, body, status, detail) in cases {
+        let mut answers = Vec::new();
+        for path in ["/access/v1/evaluation", "/access/v1/evaluations"] {
+            let mut req = s
+                .srv
+                .client
+                .post(format!("{}{path}", s.srv.address))
+                .bearer_auth(&s.lookup)
+                .body(body.clone());
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            let r = req.send().await.unwrap();
+            let got = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let text = r.text().await.unwrap();
+            assert_eq!(got, status, "{what} {path}: {text}");
+            assert_eq!(
+                ct.as_deref(),
+                Some("application/problem+json"),
+                "{what} {path}"
+            );
+            let problem: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(problem["status"], json!(status), "{what} {path}: {text}");
+            if let Some(detail) = detail {
+                assert_eq!(problem["detail"], json!(detail), "{what} {path}: {text}");
+            }
+            answers.push(text);
+        }
+        assert_eq!(answers[0], answers[1], "{what}: single and batch differ");
+    }
+    // JSON types both accept: any `…/json`, any `…+json`, with parameters
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/scim+json",
+        "text/json",
+    ] {
+        let r = s
+            .srv
+            .client
+            .post(format!("{}/access/v1/evaluation", s.srv.address))
+            .bearer_auth(&s.lookup)
+            .header("content-type", ct)
+            .body(good.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{ct}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["decision"], json!(true), "{ct}: {body}");
+    }
+    // without Content-Length (chunked): a body in several chunks is read whole, one over the
+    // limit is refused as it comes in
+    let head = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            s.srv.address.trim_start_matches("http://"),
+            s.lookup
+        )
+    };
+    let chunks = |body: &str, size: usize| -> Vec<Vec<u8>> {
+        body.as_bytes().chunks(size).map(<[u8]>::to_vec).collect()
+    };
+    let (status, text) = crate::errors::raw_http(
+        &s.srv.address,
+        head("/access/v1/evaluation"),
+        chunks(&good, 16),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["decision"], json!(true), "{text}");
+    let big = padded(2 * limit);
+    let mut answers = Vec::new();
+    for path in ["/access/v1/evaluation", "/access/v1/evaluations"] {
+        let (status, text) =
+            crate::errors::raw_http(&s.srv.address, head(path), chunks(&big, 64 * 1024)).await;
+        assert_eq!(status, 413, "{path}: {text}");
+        let problem: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(problem["detail"], json!(too_large), "{path}: {text}");
+        answers.push(text);
+    }
+    assert_eq!(answers[0], answers[1]);
+    // and a good request still works
+    assert!(decision(
+        &s.evaluate(&json!(serde_json::from_str::<Value>(&good).unwrap()))
+            .await
+    ));
 }
