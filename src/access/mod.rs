@@ -6,7 +6,9 @@
 //! reloads what each entry names, so changes made by other servers or by the CLI show within
 //! a second. Changes made through this process bump a counter in the [`Store`]; a reader that
 //! sees the counter moved catches up first, so such a change is visible to the very next
-//! request.
+//! request. A reader that must also see what other servers committed (PostgreSQL
+//! single-user SCIM reads) waits for a read barrier: a catch-up that started after it
+//! arrived ([`Access::barrier`]).
 
 pub mod directory;
 mod feed;
@@ -65,7 +67,8 @@ pub struct Access {
     mapping: RwLock<Arc<Mapping>>,
     tokens: RwLock<HashMap<String, TokenRow>>,
     keys: RwLock<Arc<KeySet>>,
-    /// Held only by `catch_up_locked`, which signals `catch_up_ended` when it lets go.
+    /// Held only by `catch_up_locked`, which signals `catch_up_ended` when it lets go (a
+    /// barrier waiting for the lock waits for that signal).
     feed: tokio::sync::Mutex<FeedState>,
     /// `store.local_writes()` as of the last catch-up.
     applied_local: AtomicU64,
@@ -259,7 +262,9 @@ impl Access {
                     // one is running; when it ends, it may be one that started after the
                     // call, or the next may be ours to start
                     if ended.changed().await.is_err() {
-                        return Ok(()); // unreachable: `self` holds the sender
+                        // cannot happen (`self` holds the sender); wait for a catch-up of
+                        // our own rather than answer without one
+                        return self.catch_up().await;
                     }
                 }
             }
