@@ -803,14 +803,7 @@ mod tests {
             long,
             &long_upper,
         ];
-        let mut seed = 0x5eed_u64;
-        let mut next = move |n: usize| {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) % n as u64) as usize
-        };
+        let mut next = crate::access::test_picker(0x5eed_u64);
         let mut d = Directory::default();
         // the maps as they were: ids (users and placeholders), folded userNames, externalIds
         let (mut ids, mut names, mut externals) = (
@@ -938,14 +931,7 @@ mod tests {
     /// delta applied again (start-up replays recent changes) changes nothing.
     #[test]
     fn deltas_give_what_a_reload_gives() {
-        let mut seed = 0xde17a_u64;
-        let mut next = move |n: usize| {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) % n as u64) as usize
-        };
+        let mut next = crate::access::test_picker(0xde17a_u64);
         let mut by_delta = Directory::default();
         let mut by_reload = Directory::default();
         let mut truth: std::collections::BTreeMap<String, Vec<Member>> = Default::default();

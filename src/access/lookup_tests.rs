@@ -505,15 +505,7 @@ fn views_follow_random_changes() {
         "other",
         "",
     ];
-    let mut seed = 0x5eed_u64;
-    let mut next = move |n: usize| {
-        // splitmix64
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    };
+    let mut next = crate::access::test_picker(0x5eed_u64);
     let mappings = [mapping(1, ""), mapping(2, "viewer"), mapping(2, "viewer")];
     let mut m = &mappings[0];
     let mut dir = Directory::default();

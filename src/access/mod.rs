@@ -334,6 +334,19 @@ impl Access {
     }
 }
 
+/// A deterministic pseudo-random picker for randomized tests: each call `next(n)` gives a
+/// number in `0..n` (splitmix64 from `seed`).
+#[cfg(test)]
+pub(crate) fn test_picker(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    }
+}
+
 #[cfg(test)]
 mod barrier_tests {
     use super::*;
