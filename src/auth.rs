@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -50,11 +51,58 @@ impl FromStr for Scope {
     }
 }
 
-/// The caller behind a valid token.
+/// The caller behind a valid token (cheap to clone: it is attached to every authenticated
+/// request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub token_name: String,
+    pub token_name: Arc<str>,
     pub scope: Scope,
+}
+
+/// A stored token as the request path checks it: the secret's SHA-256 as bytes and the
+/// principal it stands for, both prepared once when the token is read, so that checking a
+/// presented token allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// `None` when the stored hash or scope is malformed: such a token never matches.
+    digest: Option<[u8; 32]>,
+    principal: Principal,
+    scope_ok: bool,
+}
+
+impl From<&TokenRow> for Credential {
+    fn from(row: &TokenRow) -> Self {
+        let scope = Scope::from_str(&row.scope);
+        Credential {
+            digest: from_hex32(&row.secret_hash),
+            scope_ok: scope.is_ok(),
+            principal: Principal {
+                token_name: Arc::from(row.name.as_str()),
+                scope: scope.unwrap_or(Scope::Lookup),
+            },
+        }
+    }
+}
+
+/// 64 hex digits (either case) as 32 bytes.
+fn from_hex32(hex: &str) -> Option<[u8; 32]> {
+    fn digit(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,30 +159,28 @@ pub fn token_id(presented: &str) -> Option<(&str, &str)> {
     (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some((id, secret))
 }
 
-/// Check a presented bearer token against its stored row (found by id) and the scope needed.
+/// Check a presented bearer token against its stored credential (found by id) and the scope
+/// needed.
 pub fn verify(
     presented: Option<&str>,
-    row: Option<&TokenRow>,
+    stored: Option<&Credential>,
     need: Scope,
 ) -> Result<Principal, AuthError> {
     let presented = presented.ok_or(AuthError::Missing)?;
     let (_, secret) = token_id(presented).ok_or(AuthError::Invalid)?;
-    let row = row.ok_or(AuthError::Invalid)?;
-    let ok: bool = hash(secret)
-        .as_bytes()
-        .ct_eq(row.secret_hash.as_bytes())
-        .into();
-    if !ok {
+    let stored = stored.ok_or(AuthError::Invalid)?;
+    let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+    // a malformed stored hash is compared against itself negated: never equal, same time
+    let expected = stored.digest.unwrap_or_else(|| digest.map(|b| !b));
+    let ok: bool = digest.ct_eq(&expected).into();
+    if !ok || !stored.scope_ok {
         return Err(AuthError::Invalid);
     }
-    let have = Scope::from_str(&row.scope).map_err(|_| AuthError::Invalid)?;
+    let have = stored.principal.scope;
     if have != need {
         return Err(AuthError::WrongScope { have, need });
     }
-    Ok(Principal {
-        token_name: row.name.clone(),
-        scope: have,
-    })
+    Ok(stored.principal.clone())
 }
 
 /// Check a presented bearer token by reading its row from the database.
@@ -147,7 +193,7 @@ pub async fn authenticate(
         Some((id, _)) => store.find_token(id).await?,
         None => None,
     };
-    verify(presented, row.as_ref(), need)
+    verify(presented, row.as_ref().map(Credential::from).as_ref(), need)
 }
 
 #[cfg(test)]
@@ -165,5 +211,66 @@ mod tests {
         assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
         assert_eq!(to_hex(&[0x00, 0x9f, 0xff]), "009fff");
         assert!("root".parse::<Scope>().is_err());
+    }
+
+    #[test]
+    fn verify_checks_secret_scope_and_stored_form() {
+        let (row, secret) = generate("gw", Scope::Lookup).unwrap();
+        let cred = Credential::from(&row);
+        let p = verify(Some(&secret), Some(&cred), Scope::Lookup).unwrap();
+        assert_eq!((&*p.token_name, p.scope), ("gw", Scope::Lookup));
+        assert!(matches!(
+            verify(Some(&secret), Some(&cred), Scope::Admin),
+            Err(AuthError::WrongScope {
+                have: Scope::Lookup,
+                need: Scope::Admin
+            })
+        ));
+        let mut wrong = secret.clone();
+        wrong.pop();
+        wrong.push(if secret.ends_with('0') { '1' } else { '0' });
+        assert!(matches!(
+            verify(Some(&wrong), Some(&cred), Scope::Lookup),
+            Err(AuthError::Invalid)
+        ));
+        assert!(matches!(
+            verify(None, Some(&cred), Scope::Lookup),
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            verify(Some(&secret), None, Scope::Lookup),
+            Err(AuthError::Invalid)
+        ));
+        // an upper-case stored hash still matches; a malformed one or an unknown scope never does
+        let upper = TokenRow {
+            secret_hash: row.secret_hash.to_uppercase(),
+            ..row.clone()
+        };
+        assert!(verify(
+            Some(&secret),
+            Some(&Credential::from(&upper)),
+            Scope::Lookup
+        )
+        .is_ok());
+        for bad in [
+            TokenRow {
+                secret_hash: row.secret_hash[1..].to_string(),
+                ..row.clone()
+            },
+            TokenRow {
+                secret_hash: format!("{}zz", &row.secret_hash[2..]),
+                ..row.clone()
+            },
+            TokenRow {
+                scope: "root".into(),
+                ..row.clone()
+            },
+        ] {
+            let c = Credential::from(&bad);
+            assert!(matches!(
+                verify(Some(&secret), Some(&c), Scope::Lookup),
+                Err(AuthError::Invalid)
+            ));
+        }
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::roles::document::MappingDocument;
 use crate::roles::resolve::CompiledMapping;
-use crate::store::{Store, StoreError, TokenRow};
+use crate::store::{Store, StoreError};
 use directory::Directory;
 pub use feed::FeedState;
 pub use keys::KeySet;
@@ -65,7 +65,7 @@ pub struct Access {
     store: Store,
     directory: RwLock<Directory>,
     mapping: RwLock<Arc<Mapping>>,
-    tokens: RwLock<HashMap<String, TokenRow>>,
+    tokens: RwLock<HashMap<String, crate::auth::Credential>>,
     keys: RwLock<Arc<KeySet>>,
     /// Held only by `catch_up_locked`, which signals `catch_up_ended` when it lets go (a
     /// barrier waiting for the lock waits for that signal).
@@ -183,12 +183,14 @@ impl Access {
         Ok(Mapping::new(version, compiled))
     }
 
-    async fn read_tokens(store: &Store) -> Result<HashMap<String, TokenRow>, AccessError> {
+    async fn read_tokens(
+        store: &Store,
+    ) -> Result<HashMap<String, crate::auth::Credential>, AccessError> {
         Ok(store
             .list_tokens()
             .await?
             .into_iter()
-            .map(|t| (t.id.clone(), t))
+            .map(|t| (t.id.clone(), crate::auth::Credential::from(&t)))
             .collect())
     }
 
@@ -303,7 +305,11 @@ impl Access {
     }
 
     /// `f` of the token row for an id, from memory (without copying the row).
-    pub fn with_token<R>(&self, id: &str, f: impl FnOnce(&TokenRow) -> R) -> Option<R> {
+    pub fn with_token<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&crate::auth::Credential) -> R,
+    ) -> Option<R> {
         read(&self.tokens).get(id).map(f)
     }
 

@@ -78,7 +78,8 @@ async fn check(
         return verdict;
     }
     let row = state.access.store().find_token(id).await?;
-    auth::verify(presented, row.as_ref(), need)
+    let stored = row.as_ref().map(auth::Credential::from);
+    auth::verify(presented, stored.as_ref(), need)
 }
 
 pub async fn authenticate(

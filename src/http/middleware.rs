@@ -59,12 +59,12 @@ pub async fn observe(
     let hand_matched = actix_web::HttpMessage::extensions(res.request())
         .get::<super::gateway::RoutePattern>()
         .map(|p| p.0);
-    let route = match hand_matched {
-        Some(p) => p.to_string(),
+    let route: std::borrow::Cow<'static, str> = match hand_matched {
+        Some(p) => p.into(),
         None => res
             .request()
             .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string()),
+            .map_or("unmatched".into(), Into::into),
     };
     span.in_scope(|| {
         tracing::info!(
@@ -100,7 +100,7 @@ impl actix_web::FromRequest for Caller {
         use actix_web::HttpMessage;
         let ext = req.extensions();
         let (name, kind) = match ext.get::<crate::auth::Principal>() {
-            Some(p) => (p.token_name.clone(), p.scope.as_str().to_string()),
+            Some(p) => (p.token_name.to_string(), p.scope.as_str().to_string()),
             None => ("anonymous".to_string(), "none".to_string()),
         };
         std::future::ready(Ok(Caller(crate::store::Actor {
