@@ -479,6 +479,33 @@ fn apply_filtered(
     op: OpKind,
     value: Value,
 ) -> Result<(), ProtocolError> {
+    if !sub_defs.is_empty() {
+        check_value_filter(key, sub_defs, filter)?;
+        if let Some(s) = sub {
+            if find_attr(sub_defs, s).is_none() {
+                return Err(ProtocolError::invalid_path(format!(
+                    "\"{key}\" has no sub-attribute \"{s}\""
+                )));
+            }
+        }
+    }
+    // a whole element is written from an object of its sub-attributes (a one-element array
+    // of one is taken as that object); anything else would be silently dropped
+    let value = match (sub, op, value) {
+        (None, OpKind::Add | OpKind::Replace, Value::Array(mut a))
+            if a.len() == 1 && a[0].is_object() =>
+        {
+            a.remove(0)
+        }
+        (None, OpKind::Add | OpKind::Replace, v) if !v.is_object() => {
+            return Err(ProtocolError::invalid_value(format!(
+                "the value for \"{key}[{filter}]\" must be an object of its sub-attributes, \
+                 e.g. {{\"value\": ...}}; to set one sub-attribute name it in the path \
+                 ({key}[{filter}].value)"
+            )))
+        }
+        (_, _, v) => v,
+    };
     let case_exact = |p: &AttrPath| find_attr(sub_defs, &p.attr).is_some_and(|d| d.case_exact);
     let items = match container.get_mut(key) {
         Some(Value::Array(items)) => items,
@@ -565,6 +592,57 @@ fn apply_filtered(
         }
     }
     Ok(())
+}
+
+/// A value filter of a PATCH path names sub-attributes of `key` and compares each with a
+/// literal of its type, as a `filter` query's value filter must (the same mistakes are
+/// `invalidFilter` there; here they are `invalidPath`).
+fn check_value_filter(key: &str, sub_defs: &[AttrDef], f: &Filter) -> Result<(), ProtocolError> {
+    let def = |p: &AttrPath| -> Result<&AttrDef, ProtocolError> {
+        let found =
+            find_attr(sub_defs, &p.attr).filter(|_| p.sub_attr.is_none() && p.schema.is_none());
+        found.ok_or_else(|| {
+            ProtocolError::invalid_path(format!(
+                "\"{key}\" has no sub-attribute \"{p}\" to filter on"
+            ))
+        })
+    };
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            check_value_filter(key, sub_defs, a)?;
+            check_value_filter(key, sub_defs, b)
+        }
+        Filter::Not(inner) => check_value_filter(key, sub_defs, inner),
+        Filter::Present(p) => def(p).map(|_| ()),
+        Filter::ValuePath { path, .. } => Err(ProtocolError::invalid_path(format!(
+            "\"{key}[{path}[...]]\": value filters do not nest"
+        ))),
+        Filter::Compare { path, op, value } => {
+            let d = def(path)?;
+            let fits = match (d.ty, value) {
+                (_, CompValue::Null) => matches!(op, CompareOp::Eq | CompareOp::Ne),
+                (
+                    AttrType::String | AttrType::Reference | AttrType::DateTime,
+                    CompValue::String(_),
+                ) => true,
+                (AttrType::Boolean, CompValue::Bool(_)) => {
+                    matches!(op, CompareOp::Eq | CompareOp::Ne)
+                }
+                (AttrType::Integer | AttrType::Decimal, CompValue::Number(_)) => true,
+                _ => false,
+            };
+            if fits {
+                Ok(())
+            } else {
+                Err(ProtocolError::invalid_path(format!(
+                    "\"{key}.{}\" is {}: \"{path} {} ...\" does not apply to it",
+                    d.name,
+                    d.ty.as_str(),
+                    op.as_str()
+                )))
+            }
+        }
+    }
 }
 
 /// The element a filter of `eq` terms joined by `and` describes, e.g. `type eq "work"`.
@@ -790,5 +868,53 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.scim_type, ScimType::NoTarget);
+    }
+
+    #[test]
+    fn value_filter_paths_are_checked_against_the_schema() {
+        let fails = |op: Value| {
+            let mut d = user();
+            let before = d.clone();
+            let err = apply(ResourceKind::User, &mut d, &patch(json!([op.clone()])))
+                .expect_err(&op.to_string());
+            (err.scim_type, d == before) // (error, document untouched)
+        };
+        // unknown sub-attributes, in the filter or after it, and literals of the wrong type
+        for op in [
+            json!({"op": "replace", "path": "emails[foo eq \"x\"].value", "value": "y"}),
+            json!({"op": "add", "path": "emails[type eq \"work\"].bogus", "value": "y"}),
+            json!({"op": "add", "path": "emails[primary eq \"x\"]", "value": {"value": "a@b"}}),
+            json!({"op": "replace", "path": "emails[value eq true].type", "value": "x"}),
+            json!({"op": "remove", "path": "emails[display.x pr]"}),
+            json!({"op": "add", "path": "emails[primary gt false].type", "value": "x"}),
+        ] {
+            assert_eq!(fails(op), (ScimType::InvalidPath, true));
+        }
+        // a whole element needs an object; a one-element array of one is accepted
+        for value in [
+            json!([{"value": "o@x.com"}, {"value": "p@x.com"}]),
+            json!("v"),
+            json!(5),
+            json!(null),
+        ] {
+            for op in ["add", "replace"] {
+                let o = json!({"op": op, "path": "emails[type eq \"other\"]", "value": value});
+                assert_eq!(fails(o), (ScimType::InvalidValue, true));
+            }
+        }
+        let mut d = user();
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([{"op": "add", "path": "emails[type eq \"other\"]",
+                           "value": [{"value": "o@x.com"}]},
+                          {"op": "remove", "path": "emails[type eq \"home\" and not (primary eq true)]"}])),
+        )
+        .unwrap();
+        assert_eq!(
+            d["emails"],
+            json!([{"value": "a@work.com", "type": "work", "primary": true},
+                   {"type": "other", "value": "o@x.com"}])
+        );
     }
 }

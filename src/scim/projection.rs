@@ -24,6 +24,15 @@ fn parse_list(list: Option<&str>, param: &str) -> Result<Vec<AttrPath>, Protocol
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|item| {
+            // a whole extension, named by its schema URN (whose last part would otherwise be
+            // read as an attribute): `attr` is left empty
+            if let Some(urn) = extension_urn(item) {
+                return Ok(AttrPath {
+                    schema: Some(urn.to_string()),
+                    attr: String::new(),
+                    sub_attr: None,
+                });
+            }
             let p = parse_patch_path(item).map_err(|e| {
                 ProtocolError::invalid_value(format!("{param}: invalid attribute \"{item}\": {e}"))
             })?;
@@ -38,6 +47,23 @@ fn parse_list(list: Option<&str>, param: &str) -> Result<Vec<AttrPath>, Protocol
 }
 
 const ALWAYS: [&str; 2] = ["id", "schemas"];
+
+/// The extension schema URN `item` names, if it names one (of any resource type).
+fn extension_urn(item: &str) -> Option<&'static str> {
+    [ResourceKind::User, ResourceKind::Group]
+        .iter()
+        .flat_map(|k| k.extensions())
+        .map(|(urn, _)| *urn)
+        .find(|urn| urn.eq_ignore_ascii_case(item))
+}
+
+/// A request for a whole extension (see [`extension_urn`]).
+fn whole_extension(p: &AttrPath, key: &str) -> bool {
+    p.attr.is_empty()
+        && p.schema
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(key))
+}
 
 impl Projection {
     pub fn parse(attributes: Option<&str>, excluded: Option<&str>) -> Result<Self, ProtocolError> {
@@ -109,6 +135,9 @@ fn select(kind: ResourceKind, key: &str, value: Value, wanted: &[AttrPath]) -> O
         let Value::Object(ext) = value else {
             return None;
         };
+        if wanted.iter().any(|p| whole_extension(p, key)) {
+            return Some(Value::Object(ext));
+        }
         let mine: Vec<&AttrPath> = wanted
             .iter()
             .filter(|p| {
@@ -175,6 +204,12 @@ fn keep(value: Value, subs: &[AttrPath]) -> Option<Value> {
 }
 
 fn exclude(kind: ResourceKind, out: &mut Map<String, Value>, p: &AttrPath) {
+    if p.attr.is_empty() {
+        if let Some(key) = out.keys().find(|k| whole_extension(p, k)).cloned() {
+            out.remove(&key);
+        }
+        return;
+    }
     let container = match &p.schema {
         Some(s) if !s.eq_ignore_ascii_case(kind.core_schema()) => {
             match out
@@ -269,5 +304,23 @@ mod tests {
         let q = Projection::parse(Some("displayName"), None).unwrap();
         assert!(!q.returns(ResourceKind::Group, "members"));
         assert!(Projection::parse(Some("emails[type eq \"work\"]"), None).is_err());
+    }
+
+    #[test]
+    fn a_whole_extension_is_named_by_its_urn() {
+        const EXT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let only =
+            Projection::parse(Some(&format!("userName,{}", EXT.to_uppercase())), None).unwrap();
+        let out = Value::Object(only.apply(ResourceKind::User, user()));
+        assert_eq!(
+            out,
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "1", "userName": "a",
+                   EXT: {"department": "R&D", "costCenter": "1"}})
+        );
+        let without = Projection::parse(None, Some(EXT)).unwrap();
+        let out = without.apply(ResourceKind::User, user());
+        assert!(!out.contains_key(EXT));
+        assert!(out.contains_key("emails") && out.contains_key("name"));
+        assert!(without.returns(ResourceKind::User, "emails"));
     }
 }

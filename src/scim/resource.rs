@@ -336,6 +336,19 @@ pub fn check_value(
         if out.is_empty() {
             return Ok(None);
         }
+        let primaries = out
+            .iter()
+            .filter(|v| v.get("primary") == Some(&Value::Bool(true)))
+            .count();
+        if primaries > 1 {
+            // RFC 7643 §2.4: "primary" true appears no more than once (a PATCH that adds a
+            // primary value clears the others instead, RFC 7644 §3.5.2)
+            return Err(ProtocolError::invalid_value(format!(
+                "attribute \"{}\" of {owner} has {primaries} values with \"primary\": true; \
+                 at most one may be primary",
+                def.name
+            )));
+        }
         return Ok(Some(Value::Array(out)));
     }
     check_single(def, value, owner)
@@ -445,6 +458,8 @@ mod tests {
             json!({"schemas": [USER_SCHEMA], "userName": "a", "active": "yes"}),
             json!({"schemas": [USER_SCHEMA], "userName": "a", "name": "Alice"}),
             json!({"schemas": [USER_SCHEMA], "userName": "a", "emails": [{"primary": "x"}]}),
+            json!({"schemas": [USER_SCHEMA], "userName": "a",
+                   "emails": [{"value": "a@x", "primary": true}, {"value": "b@x", "primary": "True"}]}),
             json!({"schemas": [USER_SCHEMA]}),
             json!({"schemas": [GROUP_SCHEMA], "userName": "a"}),
             json!({"userName": "a"}),

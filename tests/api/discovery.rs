@@ -42,7 +42,7 @@ async fn service_provider_config(app: TestApp) {
     assert_eq!(
         b["pagination"],
         json!({"cursor": true, "index": true, "defaultPaginationMethod": "index",
-               "defaultPageSize": 100, "maxPageSize": 50})
+               "defaultPageSize": 50, "maxPageSize": 50})
     );
     assert_eq!(b["changePassword"]["supported"], false);
     assert_eq!(b["etag"]["supported"], true);

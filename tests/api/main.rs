@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod bulk;
+mod conformance;
 mod discovery;
 mod errors;
 mod explain;

@@ -30,15 +30,35 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }
 }
 
+/// RFC 7644 §4: a `filter` on a discovery endpoint SHOULD be answered 403, so that a client
+/// does not take an unfiltered answer for a filtered one.
+fn refuse_filter(req: &HttpRequest) -> Result<(), ScimError> {
+    let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string());
+    let filtered = query.is_ok_and(|q| q.iter().any(|(name, _)| name == "filter"));
+    if filtered {
+        return Err(ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            "discovery endpoints do not support \"filter\" (RFC 7644 §4)",
+        ));
+    }
+    Ok(())
+}
+
 fn ok(body: Value) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(SCIM_CONTENT_TYPE)
         .body(body.to_string())
 }
 
-async fn service_provider_config(state: State, req: HttpRequest) -> HttpResponse {
+async fn service_provider_config(
+    state: State,
+    req: HttpRequest,
+) -> Result<HttpResponse, ScimError> {
+    refuse_filter(&req)?;
     let base = base_url(&state, &req);
-    ok(json!({
+    let max_page = state.settings.max_page_size;
+    Ok(ok(json!({
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://github.com/rolecall/rolecall#readme",
         "patch": {"supported": true},
@@ -55,8 +75,9 @@ async fn service_provider_config(state: State, req: HttpRequest) -> HttpResponse
             "cursor": true,
             "index": true,
             "defaultPaginationMethod": "index",
-            "defaultPageSize": state.settings.default_page_size,
-            "maxPageSize": state.settings.max_page_size,
+            // what a list without `count` returns: the default, capped by the maximum
+            "defaultPageSize": state.settings.default_page_size.min(max_page),
+            "maxPageSize": max_page,
         },
         "etag": {"supported": true},
         "authenticationSchemes": [{
@@ -66,7 +87,7 @@ async fn service_provider_config(state: State, req: HttpRequest) -> HttpResponse
             "primary": true,
         }],
         "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")},
-    }))
+    })))
 }
 
 fn resource_type_json(kind: ResourceKind, base: &str) -> Value {
@@ -89,13 +110,14 @@ fn resource_type_json(kind: ResourceKind, base: &str) -> Value {
 
 const KINDS: [ResourceKind; 2] = [ResourceKind::User, ResourceKind::Group];
 
-async fn resource_types(state: State, req: HttpRequest) -> HttpResponse {
+async fn resource_types(state: State, req: HttpRequest) -> Result<HttpResponse, ScimError> {
+    refuse_filter(&req)?;
     let base = base_url(&state, &req);
     let all: Vec<Value> = KINDS
         .iter()
         .map(|k| resource_type_json(*k, &base))
         .collect();
-    list_response(all.len() as i64, 1, all)
+    Ok(list_response(all.len() as i64, 1, all))
 }
 
 async fn resource_type(
@@ -116,10 +138,11 @@ async fn resource_type(
     Ok(ok(resource_type_json(*kind, &base_url(&state, &req))))
 }
 
-async fn schemas(state: State, req: HttpRequest) -> HttpResponse {
+async fn schemas(state: State, req: HttpRequest) -> Result<HttpResponse, ScimError> {
+    refuse_filter(&req)?;
     let base = base_url(&state, &req);
     let all: Vec<Value> = SCHEMAS.iter().map(|s| schema_json(s, &base)).collect();
-    list_response(all.len() as i64, 1, all)
+    Ok(list_response(all.len() as i64, 1, all))
 }
 
 async fn schema(

@@ -212,7 +212,7 @@ async fn replace(
         &state,
         &id,
         body.into_inner(),
-        if_match(&req)?,
+        if_match(&req, &state, ResourceKind::Group, &id).await?,
         proj.returns(ResourceKind::Group, "members"),
         &caller.0,
     )
@@ -232,7 +232,7 @@ async fn patch(
         &state,
         &id,
         body.into_inner(),
-        if_match(&req)?,
+        if_match(&req, &state, ResourceKind::Group, &id).await?,
         proj.returns(ResourceKind::Group, "members"),
         &caller.0,
     )
@@ -246,7 +246,13 @@ async fn delete(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    delete_one(&state, &id, if_match(&req)?, &caller.0).await?;
+    delete_one(
+        &state,
+        &id,
+        if_match(&req, &state, ResourceKind::Group, &id).await?,
+        &caller.0,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -384,15 +384,51 @@ pub fn etag(version: i64) -> String {
 }
 
 /// `If-Match`: `None` when absent or `*`; a version otherwise. A tag that is not one of ours
-/// can never match, which is a 412.
-pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ScimError> {
-    match req.headers().get(header::IF_MATCH) {
-        None => Ok(None),
-        Some(v) => parse_if_match(v.to_str().unwrap_or("")),
+/// can never match, which is a 412. A list of tags (RFC 9110 §13.1.1: the condition holds when
+/// any of them matches) is checked against the resource's current version, read here: the
+/// version that matched is what the write then requires, so a change in between is still a
+/// 412.
+pub async fn if_match(
+    req: &HttpRequest,
+    state: &State,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Option<i64>, ScimError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or("");
+    if !value.contains(',') {
+        return parse_if_match(value);
+    }
+    let tags: Vec<&str> = value.split(',').map(str::trim).collect();
+    if tags.contains(&"*") {
+        return Ok(None);
+    }
+    let listed: Vec<i64> = tags
+        .iter()
+        .filter_map(|t| parse_if_match(t).ok().flatten())
+        .collect();
+    let current = match kind {
+        ResourceKind::User => state.store.get_user(id).await?.version,
+        ResourceKind::Group => state.store.get_group(id, false).await?.version,
+    };
+    if listed.contains(&current) {
+        Ok(Some(current))
+    } else {
+        Err(precondition_failed())
     }
 }
 
-/// An `If-Match` value (or a bulk operation's `version`): `*` is `None`, `W/"n"` is `n`.
+fn precondition_failed() -> ScimError {
+    ScimError::new(
+        StatusCode::PRECONDITION_FAILED,
+        Some("invalidVers"),
+        "If-Match does not match the resource's version",
+    )
+}
+
+/// One `If-Match` tag (or a bulk operation's `version`): `*` is `None`, `W/"n"` is `n`.
 pub fn parse_if_match(v: &str) -> Result<Option<i64>, ScimError> {
     let v = v.trim();
     if v == "*" {
@@ -402,13 +438,7 @@ pub fn parse_if_match(v: &str) -> Result<Option<i64>, ScimError> {
         .trim_matches('"')
         .parse::<i64>()
         .map(Some)
-        .map_err(|_| {
-            ScimError::new(
-                StatusCode::PRECONDITION_FAILED,
-                Some("invalidVers"),
-                "If-Match does not match the resource's version",
-            )
-        })
+        .map_err(|_| precondition_failed())
 }
 
 /// `If-None-Match` names the current version: answer 304.

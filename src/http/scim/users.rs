@@ -138,7 +138,14 @@ async fn replace(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let user = replace_one(&state, &id, body.into_inner(), if_match(&req)?, &caller.0).await?;
+    let user = replace_one(
+        &state,
+        &id,
+        body.into_inner(),
+        if_match(&req, &state, ResourceKind::User, &id).await?,
+        &caller.0,
+    )
+    .await?;
     let version = user.version;
     Ok(resource_response(
         StatusCode::OK,
@@ -155,7 +162,14 @@ async fn patch(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ScimError> {
     let proj = projection(&req)?;
-    let user = patch_one(&state, &id, body.into_inner(), if_match(&req)?, &caller.0).await?;
+    let user = patch_one(
+        &state,
+        &id,
+        body.into_inner(),
+        if_match(&req, &state, ResourceKind::User, &id).await?,
+        &caller.0,
+    )
+    .await?;
     let version = user.version;
     Ok(resource_response(
         StatusCode::OK,
@@ -170,7 +184,13 @@ async fn delete(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    delete_one(&state, &id, if_match(&req)?, &caller.0).await?;
+    delete_one(
+        &state,
+        &id,
+        if_match(&req, &state, ResourceKind::User, &id).await?,
+        &caller.0,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -1,0 +1,269 @@
+//! RFC 7643/7644 details found by a black-box audit: `If-Match` with a list of tags, at most
+//! one `primary` value, value-filter PATCH paths checked against the schema, a whole
+//! extension selected by its URN, and `filter` refused on the discovery endpoints.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both;
+use crate::helpers::{TestApp, GROUP, PATCH_OP, USER};
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+both!(
+    if_match_takes_a_list_of_tags,
+    one_primary_value_at_most,
+    value_filter_paths_are_checked,
+    a_whole_extension_by_its_urn,
+    discovery_refuses_filters,
+);
+
+async fn with_if_match(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    tags: &str,
+) -> crate::helpers::Resp {
+    app.request_with(method, path, body, Some(&app.token), &[("if-match", tags)])
+        .await
+}
+
+async fn if_match_takes_a_list_of_tags(app: TestApp) {
+    let id = app.create_user("list@example.com").await;
+    let path = format!("/scim/v2/Users/{id}");
+    let title = |t: &str| json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": t}]});
+    // version 1 is current: any tag of the list may name it
+    let r = with_if_match(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(&title("a")),
+        "W/\"7\", W/\"1\"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("etag"), Some("W/\"2\""));
+    // none of the listed tags is current: 412, nothing changes
+    let r = with_if_match(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(&title("b")),
+        "W/\"1\",W/\"9\"",
+    )
+    .await;
+    r.assert_scim_error(412, Some("invalidVers"));
+    let put = json!({"schemas": [USER], "userName": "list@example.com", "title": "c"});
+    let r = with_if_match(
+        &app,
+        Method::PUT,
+        &path,
+        Some(&put),
+        "W/\"1\", \"x\", W/\"3\"",
+    )
+    .await;
+    r.assert_scim_error(412, Some("invalidVers"));
+    let now = app.get(&path).await;
+    assert_eq!(
+        (now.body["title"].clone(), now.header("etag")),
+        (json!("a"), Some("W/\"2\""))
+    );
+    // a PUT and a DELETE with the current version somewhere in the list
+    let r = with_if_match(&app, Method::PUT, &path, Some(&put), "W/\"1\", W/\"2\"").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["title"].clone()),
+        (200, json!("c")),
+        "{}",
+        r.text
+    );
+    let r = with_if_match(&app, Method::DELETE, &path, None, "W/\"1\", W/\"2\"").await;
+    r.assert_scim_error(412, Some("invalidVers"));
+    let r = with_if_match(&app, Method::DELETE, &path, None, "W/\"2\", W/\"3\"").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // a list naming a resource that is gone: 404, as a single tag would be
+    let r = with_if_match(&app, Method::DELETE, &path, None, "W/\"3\", W/\"4\"").await;
+    r.assert_scim_error(404, None);
+    // groups too; `*` in a list matches anything
+    let gid = app.create_group("listed", &[]).await;
+    let gpath = format!("/scim/v2/Groups/{gid}");
+    let rename = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "renamed"}]});
+    let r = with_if_match(
+        &app,
+        Method::PATCH,
+        &gpath,
+        Some(&rename),
+        "W/\"5\", W/\"6\"",
+    )
+    .await;
+    r.assert_scim_error(412, Some("invalidVers"));
+    let r = with_if_match(&app, Method::PATCH, &gpath, Some(&rename), "W/\"5\", *").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["displayName"].clone()),
+        (200, json!("renamed")),
+        "{}",
+        r.text
+    );
+}
+
+async fn one_primary_value_at_most(app: TestApp) {
+    let two = json!([{"value": "a@x.com", "primary": true}, {"value": "b@x.com", "type": "work", "primary": true}]);
+    let r = app
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "two@example.com", "emails": two}),
+        )
+        .await;
+    r.assert_scim_error(400, Some("invalidValue"));
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("primary"),
+        "{}",
+        r.text
+    );
+    let list = app
+        .get("/scim/v2/Users?filter=userName%20eq%20%22two@example.com%22")
+        .await;
+    assert_eq!(
+        list.body["totalResults"], 0,
+        "nothing written: {}",
+        list.text
+    );
+    // a PUT likewise, and the user stays as it was
+    let id = app.create_user("one@example.com").await;
+    let r = app
+        .put(
+            &format!("/scim/v2/Users/{id}"),
+            &json!({"schemas": [USER], "userName": "one@example.com", "emails": two}),
+        )
+        .await;
+    r.assert_scim_error(400, Some("invalidValue"));
+    let now = app.get(&format!("/scim/v2/Users/{id}")).await;
+    assert_eq!(now.header("etag"), Some("W/\"1\""), "{}", now.text);
+    // one primary is fine, and a PATCH adding a primary value clears the other (RFC 7644 §3.5.2)
+    let r = app
+        .put(
+            &format!("/scim/v2/Users/{id}"),
+            &json!({"schemas": [USER], "userName": "one@example.com",
+                    "emails": [{"value": "a@x.com", "primary": true}, {"value": "b@x.com"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "path": "emails", "value": [{"value": "c@x.com", "primary": true}]}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let primaries: Vec<&Value> = r.body["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["primary"] == true)
+        .collect();
+    assert_eq!(
+        primaries,
+        vec![&json!({"value": "c@x.com", "primary": true})]
+    );
+}
+
+async fn value_filter_paths_are_checked(app: TestApp) {
+    let id = app.create_user("paths@example.com").await;
+    let path = format!("/scim/v2/Users/{id}");
+    let op = |o: Value| json!({"schemas": [PATCH_OP], "Operations": [o]});
+    for (o, scim_type) in [
+        // an unknown sub-attribute in the filter, or after it; a literal of the wrong type
+        (
+            json!({"op": "replace", "path": "emails[foo eq \"x\"].value", "value": "y"}),
+            "invalidPath",
+        ),
+        (
+            json!({"op": "add", "path": "emails[type eq \"work\"].bogus", "value": "y"}),
+            "invalidPath",
+        ),
+        (
+            json!({"op": "add", "path": "emails[primary eq \"x\"]", "value": {"value": "p@x.com"}}),
+            "invalidPath",
+        ),
+        // a whole element written from something that is not an object
+        (
+            json!({"op": "add", "path": "emails[type eq \"other\"]", "value": "o@x.com"}),
+            "invalidValue",
+        ),
+        (
+            json!({"op": "replace", "path": "addresses[type eq \"work\"]", "value": 5}),
+            "invalidValue",
+        ),
+    ] {
+        let r = app.patch(&path, &op(o.clone())).await;
+        r.assert_scim_error(400, Some(scim_type));
+    }
+    let now = app.get(&path).await;
+    assert_eq!(
+        now.header("etag"),
+        Some("W/\"1\""),
+        "nothing written: {}",
+        now.text
+    );
+    // the array form with one element is taken as that element
+    let r = app
+        .patch(
+            &path,
+            &op(json!({"op": "add", "path": "emails[type eq \"other\"]", "value": [{"value": "o@x.com"}]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["emails"],
+        json!([{"type": "other", "value": "o@x.com"}])
+    );
+}
+
+async fn a_whole_extension_by_its_urn(app: TestApp) {
+    let r = app
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER, ENTERPRISE], "userName": "ext@example.com", "title": "T",
+                    ENTERPRISE: {"department": "R&D", "employeeNumber": "7"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let only = app
+        .get(&format!("/scim/v2/Users/{id}?attributes={ENTERPRISE}"))
+        .await;
+    assert_eq!(only.status, 200, "{}", only.text);
+    assert_eq!(
+        only.body[ENTERPRISE],
+        json!({"department": "R&D", "employeeNumber": "7"})
+    );
+    assert!(
+        only.body.get("title").is_none() && only.body.get("userName").is_none(),
+        "{}",
+        only.text
+    );
+    let without = app
+        .get(&format!("/scim/v2/Users?excludedAttributes={ENTERPRISE}&filter=userName%20eq%20%22ext@example.com%22"))
+        .await;
+    assert_eq!(without.status, 200, "{}", without.text);
+    let user = &without.body["Resources"][0];
+    assert!(user.get(ENTERPRISE).is_none(), "{}", without.text);
+    assert_eq!(user["title"], "T");
+}
+
+async fn discovery_refuses_filters(app: TestApp) {
+    for path in [
+        "/scim/v2/ServiceProviderConfig",
+        "/scim/v2/ResourceTypes",
+        "/scim/v2/Schemas",
+    ] {
+        let r = app.get(&format!("{path}?filter=id%20eq%20%22x%22")).await;
+        r.assert_scim_error(403, None);
+        let r = app.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+    }
+    // a group schema by id still answers
+    let r = app.get(&format!("/scim/v2/Schemas/{GROUP}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
