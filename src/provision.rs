@@ -22,10 +22,36 @@ pub async fn replace_user(
     if_match: Option<i64>,
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
+    let names_active = body
+        .as_object()
+        .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case("active")));
     let n = normalize(ResourceKind::User, body)?;
-    store
-        .replace_user(id, &n, if_match, "user.replace", actor)
-        .await
+    if names_active {
+        return store
+            .replace_user(id, &n, if_match, "user.replace", actor)
+            .await;
+    }
+    // A PUT that leaves out `active` keeps the user's current value (RFC 7644 §3.5.1 lets a
+    // server keep omitted readWrite attributes): a profile update must never reactivate a
+    // deactivated user by omission. The value is read and the write made against the version
+    // it was read at, retried if the user changed in between.
+    for attempt in 0..PATCH_ATTEMPTS {
+        let current = store.get_user(id).await?;
+        check_version(if_match, current.version)?;
+        let mut n = n.clone();
+        n.active = current.active;
+        n.doc.insert("active".into(), Value::Bool(current.active));
+        match store
+            .replace_user(id, &n, Some(current.version), "user.replace", actor)
+            .await
+        {
+            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => backoff(attempt).await,
+            other => return other,
+        }
+    }
+    Err(StoreError::Conflict(
+        "the user is being changed concurrently; retry".into(),
+    ))
 }
 
 pub async fn patch_user(

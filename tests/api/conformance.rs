@@ -16,6 +16,7 @@ both!(
     value_filter_paths_are_checked,
     a_whole_extension_by_its_urn,
     discovery_refuses_filters,
+    put_without_active_keeps_it,
 );
 
 async fn with_if_match(
@@ -266,4 +267,49 @@ async fn discovery_refuses_filters(app: TestApp) {
     // a group schema by id still answers
     let r = app.get(&format!("/scim/v2/Schemas/{GROUP}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+async fn put_without_active_keeps_it(app: TestApp) {
+    let id = app.create_user("sleeper@example.com").await;
+    let path = format!("/scim/v2/Users/{id}");
+    let off = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]});
+    assert_eq!(app.patch(&path, &off).await.status, 200);
+    // a profile PUT that leaves out `active` does not reactivate the user
+    let profile = json!({"schemas": [USER], "userName": "sleeper@example.com", "title": "Dormant"});
+    let r = app.put(&path, &profile).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.body["active"].clone(), r.body["title"].clone()),
+        (json!(false), json!("Dormant"))
+    );
+    assert_eq!(app.get(&path).await.body["active"], false);
+    // ... with If-Match too, which it checks as before
+    let r = app
+        .request_with(
+            Method::PUT,
+            &path,
+            Some(&profile),
+            Some(&app.token),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
+    r.assert_scim_error(412, Some("invalidVers"));
+    // naming it sets it
+    let on = json!({"schemas": [USER], "userName": "sleeper@example.com", "active": true});
+    let r = app.put(&path, &on).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["active"].clone()),
+        (200, json!(true)),
+        "{}",
+        r.text
+    );
+    assert!(r.body.get("title").is_none(), "a PUT replaces: {}", r.text);
+    // and a new user without `active` is active
+    let r = app
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "fresh@example.com"}),
+        )
+        .await;
+    assert_eq!(r.body["active"], true, "{}", r.text);
 }
