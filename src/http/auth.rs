@@ -86,7 +86,12 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let Some((need, scim)) = needs(req.path()) else {
+    // The router matches the path after percent-decoding it, so the scope is decided on the
+    // decoded path too: `/%61dmin/...` is `/admin/...` (fully decoded, which also catches
+    // anything the router might decode; a path it would not route is then a 404 after the
+    // token check, never a way around it).
+    let decoded = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+    let Some((need, scim)) = needs(&decoded) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let Some(state) = req.app_data::<State>().cloned() else {

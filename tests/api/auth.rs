@@ -17,6 +17,7 @@ use crate::helpers::{new_token, Resp, TestApp, USER};
 
 both!(
     missing_or_wrong_token_is_401,
+    percent_encoded_paths_need_the_same_token,
     wrong_scope_is_403,
     revoked_token_is_401,
     bearer_scheme_is_case_insensitive,
@@ -136,6 +137,65 @@ async fn missing_or_wrong_token_is_401(app: TestApp) {
     assert_401(&r);
     // and the valid token still works after all that
     assert_eq!(scim_get(&app, Some(&app.token), &[]).await.status, 200);
+}
+
+async fn call(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Resp {
+    let url = format!("{}{path}", app.address);
+    let body = body.map(|b| ("application/json", b));
+    crate::helpers::send(&app.client, url, method.clone(), body, token, &[]).await
+}
+
+/// The router matches a path after percent-decoding it; so must the token check, or
+/// `/%61dmin/v1/tokens` would reach the admin API with no token at all.
+async fn percent_encoded_paths_need_the_same_token(app: TestApp) {
+    let admin = new_token(&app.store, "ops", Scope::Admin).await;
+    let lookup = new_token(&app.store, "gateway", Scope::Lookup).await;
+    let eval = json!({"subject": {"type": "user", "id": "nobody"}, "action": {"name": "messages.create"},
+                      "resource": {"type": "workspace", "id": "engineering"}});
+    let cases = [
+        (Method::GET, "/%61dmin/v1/tokens", None, &admin, false),
+        (Method::GET, "/admin/v%31/audit", None, &admin, false),
+        (Method::GET, "/%73cim/v2/Users", None, &app.token, true),
+        (Method::GET, "/scim/v%32/Users", None, &app.token, true),
+        (
+            Method::POST,
+            "/%61ccess/v1/evaluation",
+            Some(&eval),
+            &lookup,
+            false,
+        ),
+    ];
+    for (method, path, body, token, scim) in cases {
+        let none = call(&app, &method, path, body, None).await;
+        assert_eq!(
+            none.status, 401,
+            "{method} {path} without a token: {}",
+            none.text
+        );
+        if scim {
+            assert_401(&none);
+        }
+        let wrong = if token == &admin { &lookup } else { &admin };
+        let r = call(&app, &method, path, body, Some(wrong)).await;
+        assert_eq!(
+            r.status, 403,
+            "{method} {path} with the wrong scope: {}",
+            r.text
+        );
+        // the right token gets what the plain path answers
+        let ok = call(&app, &method, path, body, Some(token)).await;
+        assert_eq!(
+            ok.status, 200,
+            "{method} {path} with the right token: {}",
+            ok.text
+        );
+    }
 }
 
 async fn wrong_scope_is_403(app: TestApp) {
