@@ -181,12 +181,11 @@ async fn audit(
             })?;
         }
     }
+    // entries are stamped to the millisecond: `at >= since` and `at < until` hold exactly when
+    // they hold against the first stored millisecond at or after the bound
     let normalize = |t: Option<String>| {
-        t.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| {
-                t.with_timezone(&chrono::Utc)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            })
+        t.and_then(|t| crate::store::time_bounds(&t))
+            .map(|b| b.at_or_after().to_string())
     };
     let query = AuditQuery {
         since: normalize(get("since")),

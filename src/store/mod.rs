@@ -288,6 +288,40 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// An RFC 3339 time as bounds in the stored form (UTC, milliseconds, so that text order is
+/// time order): the stored millisecond at or before it, and, when it falls between two stored
+/// milliseconds, the one after it. A stored time `v` is then `>= t` exactly when `v >= after`
+/// (`after` being `at_or_before` when `t` is whole), and `<= t` exactly when `v <= at_or_before`.
+/// None when `t` is not RFC 3339.
+pub fn time_bounds(t: &str) -> Option<TimeBounds> {
+    let t = chrono::DateTime::parse_from_rfc3339(t.trim()).ok()?;
+    let t = t.with_timezone(&chrono::Utc);
+    let ms = t.timestamp_millis(); // floors
+    let whole = t.timestamp_subsec_nanos() % 1_000_000 == 0;
+    let text = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    Some(TimeBounds {
+        at_or_before: text(ms)?,
+        after: if whole { None } else { Some(text(ms + 1)?) },
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeBounds {
+    pub at_or_before: String,
+    /// Set when the time is not a whole stored millisecond.
+    pub after: Option<String>,
+}
+
+impl TimeBounds {
+    /// The smallest stored time at or after the time.
+    pub fn at_or_after(&self) -> &str {
+        self.after.as_deref().unwrap_or(&self.at_or_before)
+    }
+}
+
 /// `$first, $first+1, …` placeholders for an IN list.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)

@@ -816,6 +816,29 @@ async fn audit_log_filters_and_paging(app: TestApp) {
         seqs(&entries(&get(format!("?until={encoded}")).await)),
         seqs(&until)
     );
+    // a bound between two stored milliseconds (entries are stamped to the millisecond):
+    // `mid` + 0.9 ms is after the entries stamped `mid` and before the next millisecond
+    let between = mid.replace('Z', "9Z");
+    let after_mid: Vec<Value> = all
+        .iter()
+        .filter(|e| e["at"].as_str().unwrap() > mid.as_str())
+        .cloned()
+        .collect();
+    let up_to_mid: Vec<Value> = all
+        .iter()
+        .filter(|e| e["at"].as_str().unwrap() <= mid.as_str())
+        .cloned()
+        .collect();
+    assert_eq!(
+        seqs(&entries(&get(format!("?since={between}")).await)),
+        seqs(&after_mid),
+        "since={between}"
+    );
+    assert_eq!(
+        seqs(&entries(&get(format!("?until={between}")).await)),
+        seqs(&up_to_mid),
+        "until={between}"
+    );
     // far in the past and in the future
     assert_eq!(
         entries(&get("?since=2000-01-01T00:00:00Z".into()).await),

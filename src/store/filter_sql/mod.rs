@@ -275,11 +275,29 @@ impl Compiler {
                             "\"{path}\" is a dateTime: use eq, ne, gt, ge, lt or le"
                         )));
                     }
-                    normalize_time(s).ok_or_else(|| {
+                    let b = super::time_bounds(s).ok_or_else(|| {
                         bad(format!(
                             "\"{path}\" is a dateTime: \"{s}\" is not an RFC 3339 timestamp"
                         ))
-                    })?
+                    })?;
+                    // stored times are whole milliseconds; a bound between two of them is
+                    // compared as the stored times on either side of it
+                    let Some(after) = b.after else {
+                        let p = self.bind(Param::Text(b.at_or_before));
+                        return Ok(self.text_cond(expr, op, &p));
+                    };
+                    return Ok(match op {
+                        CompareOp::Eq => "FALSE".to_string(),
+                        CompareOp::Ne => "TRUE".to_string(),
+                        CompareOp::Gt | CompareOp::Ge => {
+                            let p = self.bind(Param::Text(after));
+                            self.text_cond(expr, CompareOp::Ge, &p)
+                        }
+                        _ => {
+                            let p = self.bind(Param::Text(b.at_or_before));
+                            self.text_cond(expr, CompareOp::Le, &p)
+                        }
+                    });
                 } else if ci {
                     s.to_lowercase()
                 } else {
@@ -376,16 +394,6 @@ fn string_expected(path: &AttrPath) -> ProtocolError {
     bad(format!(
         "\"{path}\" is a string: compare it with a quoted string"
     ))
-}
-
-/// An RFC 3339 timestamp in the stored form (UTC, milliseconds), so text order is time order.
-fn normalize_time(s: &str) -> Option<String> {
-    chrono::DateTime::parse_from_rfc3339(s.trim())
-        .ok()
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        })
 }
 
 #[cfg(test)]

@@ -45,6 +45,28 @@ fn indexed_attributes_use_their_columns() {
     )
     .unwrap();
     assert_eq!(p, vec![Param::Text("2026-01-02T03:04:05.000Z".into())]);
+    // a bound between two stored milliseconds: compared with the stored times on either side
+    let t = "2026-01-02T03:04:05.0004Z";
+    let on = |op: &str| {
+        sql(
+            ResourceKind::User,
+            &format!(r#"meta.lastModified {op} "{t}""#),
+        )
+        .unwrap()
+    };
+    let (before, after) = ("2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05.001Z");
+    for (op, sym, bound) in [
+        ("gt", ">=", after),
+        ("ge", ">=", after),
+        ("lt", "<=", before),
+        ("le", "<=", before),
+    ] {
+        let (s, p) = on(op);
+        assert!(s.contains(sym), "{op}: {s}");
+        assert_eq!(p, vec![Param::Text(bound.into())], "{op}");
+    }
+    assert_eq!(on("eq"), ("FALSE".to_string(), vec![]));
+    assert_eq!(on("ne"), ("TRUE".to_string(), vec![]));
 }
 
 #[test]
