@@ -514,12 +514,16 @@ async fn evaluations(state: State, body: web::Json<Value>) -> Result<HttpRespons
         Some(Value::Array(a)) => Some(a),
         Some(_) => return Err(bad("\"evaluations\" must be an array")),
     };
-    let semantic = req
-        .get("options")
-        .and_then(|o| o.get("evaluations_semantic"))
-        .and_then(Value::as_str)
-        .unwrap_or("execute_all")
-        .to_string();
+    let semantic = match req.get("options") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => match o.get("evaluations_semantic") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(bad("\"options.evaluations_semantic\" must be a string")),
+        },
+        Some(_) => return Err(bad("\"options\" must be an object")),
+    }
+    .unwrap_or_else(|| "execute_all".to_string());
     if ![
         "execute_all",
         "deny_on_first_deny",
@@ -536,19 +540,33 @@ async fn evaluations(state: State, body: web::Json<Value>) -> Result<HttpRespons
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let Value::Object(item) = item else {
-            return Err(bad(format!("evaluations[{i}] must be an object")));
+        // an error in one evaluation is that evaluation's answer, a denial carrying the error
+        // (AuthZEN 1.0, Access Evaluations API); the others are still evaluated
+        let decided = match item {
+            Value::Object(item) => {
+                let mut merged = req.clone();
+                merged.remove("options");
+                for (k, v) in item {
+                    merged.insert(k, v);
+                }
+                decide(&state, &merged)
+            }
+            _ => Err(bad("an evaluation must be an object")),
         };
-        let mut merged = req.clone();
-        merged.remove("options");
-        for (k, v) in item {
-            merged.insert(k, v);
-        }
-        let d =
-            decide(&state, &merged).map_err(|e| bad(format!("evaluations[{i}]: {}", e.detail)))?;
-        let stop = (semantic == "deny_on_first_deny" && !d.allowed)
-            || (semantic == "permit_on_first_permit" && d.allowed);
-        out.push(decision_json(&d));
+        let (allowed, answer) = match decided {
+            Ok(d) => (d.allowed, decision_json(&d)),
+            Err(e) => {
+                let message = format!("evaluations[{i}]: {}", e.detail);
+                let answer = json!({"decision": false, "context": {
+                    "error": {"status": e.status.as_u16(), "message": message},
+                    "reason": message,
+                }});
+                (false, answer)
+            }
+        };
+        out.push(answer);
+        let stop = (semantic == "deny_on_first_deny" && !allowed)
+            || (semantic == "permit_on_first_permit" && allowed);
         if stop {
             break;
         }

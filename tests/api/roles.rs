@@ -1148,24 +1148,52 @@ async fn evaluation_batches(app: TestApp) {
     assert_eq!(r.body["context"]["max_tokens"], 100);
     assert!(r.body.get("evaluations").is_none());
 
-    // malformed batches: 400 problem
-    let bad_semantic = batch(Some("whatever"), items.clone());
+    // a malformed item is that item's answer, a denial carrying the error; the others are
+    // still evaluated (AuthZEN 1.0: 4xx only for errors in the whole request)
+    let faulty = json!([
+        {"resource": model(HAIKU, "engineering")},
+        1,
+        {"resource": model(HAIKU, "engineering"), "context": {"max_tokens": "x"}},
+        {"action": {"name": "chats.read"}},
+        {"resource": {"type": "model"}},
+        {"resource": model(HAIKU, "engineering")}
+    ]);
+    let r = post(batch(None, faulty.clone())).await;
+    assert_eq!(
+        decisions(&r),
+        vec![true, false, false, false, false, true],
+        "{}",
+        r.text
+    );
+    for i in 1..5 {
+        let c = &r.body["evaluations"][i]["context"];
+        assert_eq!(c["error"]["status"], 400, "{}", r.text);
+        let message = c["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("evaluations[{i}]: ")),
+            "{message}"
+        );
+        assert_eq!(c["reason"], message);
+    }
+    // an item's error is a deny for deny_on_first_deny
+    let r = post(batch(Some("deny_on_first_deny"), faulty)).await;
+    assert_eq!(decisions(&r), vec![true, false], "{}", r.text);
+
+    // errors in the request as a whole: 400 problem
     for (what, body) in [
-        ("unknown semantic", bad_semantic),
+        ("unknown semantic", batch(Some("whatever"), items.clone())),
         ("evaluations not an array", batch(None, json!({"x": 1}))),
-        ("an item not an object", batch(None, json!([1]))),
-        (
-            "an item with a bad max_tokens",
-            batch(
-                None,
-                json!([{"resource": model(HAIKU, "engineering"), "context": {"max_tokens": "x"}}]),
-            ),
-        ),
-        (
-            "an item missing its resource",
-            batch(None, json!([{"action": {"name": "chats.read"}}])),
-        ),
         ("a non-object body", json!([1, 2])),
+        ("options not an object", {
+            let mut b = batch(None, items.clone());
+            b["options"] = json!("deny_on_first_deny");
+            b
+        }),
+        ("a semantic not a string", {
+            let mut b = batch(None, items.clone());
+            b["options"] = json!({"evaluations_semantic": 5});
+            b
+        }),
     ] {
         let r = post(body).await;
         assert_problem(&r, 400);
