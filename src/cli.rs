@@ -6,6 +6,7 @@ use crate::access::mappings::ApplyError;
 use crate::access::{keys, Access};
 use crate::auth::{self, Scope};
 use crate::config::{LogFormat, Settings};
+use crate::roles::diff::describe_rule;
 use crate::roles::document::{parse_toml, to_toml, MappingDocument};
 use crate::startup::{self, Application};
 use crate::store::Actor;
@@ -195,8 +196,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Mappings(MappingsCommand::Validate { file }) => {
-            read_mapping_file(&file)?;
+            let doc = read_mapping_file(&file)?;
             println!("{}: valid", file.display());
+            // rules that match no group of the directory (renamed, or not pushed yet) are
+            // flagged, not errors: the file is valid either way
+            match unmatched_in_directory(&url, doc).await {
+                Ok(unmatched) => {
+                    for (i, rule) in unmatched {
+                        println!("! rule {i} matches no group: {}", describe_rule(&rule));
+                    }
+                }
+                Err(why) => println!("(rules not checked against the directory: {why})"),
+            }
             Ok(())
         }
         Command::Mappings(m) => {
@@ -284,6 +295,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Read and validate a mapping file; every problem is reported with its line.
+/// Rules of `doc` (with their indexes) that match no group in the database at `url`. A SQLite
+/// file that does not exist is not created.
+async fn unmatched_in_directory(
+    url: &str,
+    doc: MappingDocument,
+) -> anyhow::Result<Vec<(usize, crate::roles::document::RuleDef)>> {
+    if let Some(path) = crate::store::serve_lock::sqlite_file(url) {
+        if !path.exists() {
+            anyhow::bail!("no database at {}", path.display());
+        }
+    }
+    let compiled = crate::roles::resolve::CompiledMapping::new(doc)
+        .map_err(|p| anyhow::anyhow!("{} problem(s)", p.len()))?;
+    let settings = Settings {
+        database_url: url.to_string(),
+        ..Settings::default()
+    };
+    let store = startup::connect(&settings).await?;
+    let access = Access::load(store.clone()).await?;
+    let unmatched = access.unmatched_rules_of(&compiled);
+    store.close().await;
+    Ok(unmatched)
+}
+
 fn read_mapping_file(file: &std::path::Path) -> anyhow::Result<MappingDocument> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;

@@ -71,17 +71,20 @@ impl Access {
     /// Rules of the mapping in force that match no group (renamed or not yet pushed).
     pub fn unmatched_rules(&self) -> Vec<RuleDef> {
         let mapping = self.mapping();
+        self.unmatched_rules_of(&mapping.compiled)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    }
+
+    /// Rules of `mapping` (with their indexes) that match no group of the directory.
+    pub fn unmatched_rules_of(&self, mapping: &CompiledMapping) -> Vec<(usize, RuleDef)> {
         let dir = self.directory();
         let groups = dir.all_groups().map(|g| GroupInfo {
             display_name: &g.display_name,
             external_id: g.external_id.as_deref(),
         });
-        mapping
-            .compiled
-            .unmatched_rules(groups)
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect()
+        mapping.unmatched_rules(groups)
     }
 
     /// Validate, diff and store `doc` in one transaction (if the version is still `expected`),

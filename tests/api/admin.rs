@@ -1121,6 +1121,30 @@ async fn cli_mappings_verbs(app: TestApp) {
     let small = write_file(dir.path(), "small.toml", SMALL_TOML);
     let out = cli(&url, &["mappings", "validate", &small]).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    // rules that match no group of the directory are flagged (the file is still valid)
+    let text = stdout(&out);
+    assert!(
+        text.contains("matches no group: group \"claude-admin\" -> admin in organization"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("matches no group: group \"engineering\""),
+        "{text}"
+    );
+    // no database to check against: said so, and no SQLite file is created
+    let missing = dir.path().join("missing.db");
+    let out = cli(
+        &format!("sqlite://{}", missing.display()),
+        &["mappings", "validate", &small],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("not checked against the directory"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!missing.exists());
 
     // a broken file: non-zero, every problem with its line
     let broken = write_file(dir.path(), "broken.toml", BROKEN_TOML);
