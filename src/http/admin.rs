@@ -118,21 +118,34 @@ async fn put_mappings(
             "If-Match is required: send the ETag of GET /admin/v1/mappings",
         ));
     };
-    let expected = tag
-        .trim()
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map_err(|_| {
+    // `*` matches whatever version is current (RFC 9110 §13.1.1): an explicit "replace
+    // regardless"; a list matches when any of its tags is current, which apply() checks
+    // against the one that is (a version read now, required again when writing)
+    let tags: Vec<&str> = tag.split(',').map(str::trim).collect();
+    let expected = if tags.contains(&"*") {
+        None
+    } else {
+        let listed: Vec<i64> = tags
+            .iter()
+            .filter_map(|t| t.trim_start_matches("W/").trim_matches('"').parse().ok())
+            .collect();
+        let current = state.access.mapping().version;
+        let named = if listed.len() == 1 {
+            listed.first().copied()
+        } else {
+            listed.iter().copied().find(|v| *v == current)
+        };
+        Some(named.ok_or_else(|| {
             ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
-                "If-Match does not name a mapping version",
+                "If-Match does not name the current mapping version",
             )
-        })?;
+        })?)
+    };
     let doc = parse_document(body.into_inner())?;
     let (version, diff) = state
         .access
-        .apply(doc, Some(expected), &caller.0)
+        .apply(doc, expected, &caller.0)
         .await
         .map_err(apply_error)?;
     Ok(HttpResponse::Ok()

@@ -178,7 +178,12 @@ fn roles(
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        // weak comparison (RFC 9110 §13.1.2): the tag matches with or without its `W/`
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/"))
+        });
     let etag = HeaderValue::try_from(etag)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if matches {

@@ -140,6 +140,9 @@ async fn mappings_get_and_put(app: TestApp) {
         let r = put_mapping(&srv, &admin, &small_mapping(), Some(tag)).await;
         assert_problem(&r, 412);
     }
+    // a list with no current version is stale too
+    let r = put_mapping(&srv, &admin, &small_mapping(), Some("W/\"5\", W/\"6\"")).await;
+    assert_problem(&r, 412);
     assert_mapping(&srv, &admin, 0, &empty_document()).await;
 
     // an invalid document: 422 with every problem, path and message
@@ -243,15 +246,16 @@ async fn mappings_get_and_put(app: TestApp) {
         "the very next lookup has the new mapping"
     );
 
-    // the same document again: a new version, nothing changes for anyone
-    let r = put_mapping(&srv, &admin, &doc2, Some("W/\"2\"")).await;
+    // the same document again (If-Match naming the current version in a list): a new
+    // version, nothing changes for anyone
+    let r = put_mapping(&srv, &admin, &doc2, Some("W/\"1\", W/\"2\"")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["version"], 3);
     assert_eq!(r.body["diff"]["users"], json!([]));
     assert_eq!(r.body["diff"]["rules_added"], json!([]));
 
-    // removing everything: back to no access
-    let r = put_mapping(&srv, &admin, &json!({}), Some("W/\"3\"")).await;
+    // removing everything, whatever the version (`If-Match: *`): back to no access
+    let r = put_mapping(&srv, &admin, &json!({}), Some("*")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["diff"]["users"].as_array().unwrap().len(), 2);
     assert_eq!(

@@ -661,6 +661,9 @@ async fn lookup_etag_and_304(app: TestApp) {
     // a list of tags containing it
     let r = cached(format!("W/\"0000000000000000\", {etag}")).await;
     assert_eq!(r.status, 304);
+    // weak comparison: the same tag without its W/ (RFC 9110 §13.1.2)
+    let r = cached(etag.trim_start_matches("W/").to_string()).await;
+    assert_eq!(r.status, 304);
     // another tag: the full answer
     let r = cached("W/\"0000000000000000\"".into()).await;
     assert_eq!(r.status, 200);
