@@ -170,6 +170,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 scim_cache_users: a.scim_cache_users,
                 ..Settings::default()
             };
+            if settings.role_token_ttl_secs != a.role_token_ttl {
+                tracing::warn!(
+                    asked = a.role_token_ttl,
+                    used = settings.role_token_ttl_secs,
+                    "--role-token-ttl is limited to 1..=86400 seconds"
+                );
+            }
             tracing::info!(settings = ?settings, "starting rolecall");
             let writers = startup::claim(&settings)?;
             let store = startup::connect(&settings).await?;
