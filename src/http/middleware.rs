@@ -31,12 +31,17 @@ fn request_id(req: &ServiceRequest) -> String {
 }
 
 pub async fn observe(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let state = req.app_data::<State>().cloned();
     let method = req.method().as_str().to_owned();
+    // HEAD is answered as GET without the body (RFC 9110 §9.3.2): routed as a GET here, and
+    // the HTTP/1 codec, which saw the request line, sends the headers only
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let id = request_id(&req);
     actix_web::HttpMessage::extensions_mut(&req).insert(RequestId(id.clone()));
     let span = tracing::info_span!(

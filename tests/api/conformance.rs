@@ -17,6 +17,7 @@ both!(
     a_whole_extension_by_its_urn,
     discovery_refuses_filters,
     put_without_active_keeps_it,
+    head_is_get_without_a_body,
 );
 
 async fn with_if_match(
@@ -312,4 +313,37 @@ async fn put_without_active_keeps_it(app: TestApp) {
         )
         .await;
     assert_eq!(r.body["active"], true, "{}", r.text);
+}
+
+/// HEAD is GET without the body (RFC 9110 §9.3.2), with the same status and headers.
+async fn head_is_get_without_a_body(app: TestApp) {
+    let id = app.create_user("head@example.com").await;
+    let path = format!("/scim/v2/Users/{id}");
+    let get = app.get(&path).await;
+    let head = app.request(Method::HEAD, &path, None).await;
+    assert_eq!(head.status, 200, "{}", head.text);
+    assert!(
+        head.text.is_empty(),
+        "a HEAD answer has no body: {}",
+        head.text
+    );
+    assert_eq!(head.header("etag"), get.header("etag"));
+    assert_eq!(head.header("content-type"), get.header("content-type"));
+    assert_eq!(
+        head.header("content-length")
+            .and_then(|l| l.parse::<usize>().ok()),
+        Some(get.text.len())
+    );
+    // no token: 401 as for GET; the operational endpoints need none
+    let r = app
+        .request_with(Method::HEAD, "/scim/v2/Users", None, None, &[])
+        .await;
+    assert_eq!((r.status.as_u16(), r.text.as_str()), (401, ""));
+    let r = app
+        .request_with(Method::HEAD, "/healthz", None, None, &[])
+        .await;
+    assert_eq!(r.status, 200);
+    // a path without GET: 405, as GET would be
+    let r = app.request(Method::HEAD, "/scim/v2/Bulk", None).await;
+    assert_eq!(r.status, 405);
 }
