@@ -1,6 +1,8 @@
 //! Previewing and applying a mapping document against the current directory. Shared by the
 //! admin API, `rolecall mappings diff|apply` and `rolecall serve --mappings`.
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Value};
 
 use super::{Access, AccessError};
@@ -28,17 +30,29 @@ impl From<StoreError> for ApplyError {
     }
 }
 
-/// A short audit summary of a diff.
+/// A short audit summary of a diff. `users_affected` counts the users with any entry in the diff
+/// (a change of role, or the same role with a new policy). `default_role` is there only when it
+/// changes, as `{"from": old, "to": new}` (null = none).
 fn summary(d: &MappingDiff, version_before: i64) -> Value {
-    json!({
+    let users: BTreeSet<&str> = d.users.iter().map(|u| u.user_id.as_str()).collect();
+    let mut s = json!({
         "from_version": version_before,
         "rules_added": d.rules_added,
         "rules_removed": d.rules_removed,
         "roles_added": d.roles_added,
         "roles_removed": d.roles_removed,
         "roles_changed": d.roles_changed,
-        "users_affected": d.users.iter().map(|u| &u.user_id).collect::<std::collections::BTreeSet<_>>().len(),
-    })
+        "workspaces_added": d.workspaces_added,
+        "workspaces_removed": d.workspaces_removed,
+        "projects_added": d.projects_added,
+        "projects_removed": d.projects_removed,
+        "users_affected": users.len(),
+    });
+    if let Some((from, to)) = &d.default_role {
+        let role = |r: &str| (!r.is_empty()).then(|| r.to_string());
+        s["default_role"] = json!({"from": role(from), "to": role(to)});
+    }
+    s
 }
 
 impl Access {
@@ -105,5 +119,80 @@ impl Access {
             .await?;
         self.catch_up().await?;
         Ok((version, d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::resolve::Scope;
+
+    fn diff_of(old: &str, new: &str) -> MappingDiff {
+        let compile = |text: &str| {
+            CompiledMapping::new(crate::roles::parse_toml(text).expect("valid")).expect("valid")
+        };
+        let groups = [GroupInfo {
+            display_name: "eng",
+            external_id: None,
+        }];
+        let users = [("u1", "alice@example.com"), ("u2", "bob@example.com")]
+            .into_iter()
+            .map(|(id, user_name)| UserView {
+                id,
+                user_name,
+                active: true,
+                groups: if id == "u1" { groups.to_vec() } else { vec![] },
+            });
+        diff(&compile(old), &compile(new), users, groups.into_iter())
+    }
+
+    const OLD: &str = r#"
+[roles.member]
+rank = 40
+models = ["claude-haiku-*", "claude-opus-*"]
+
+[roles.viewer]
+rank = 20
+
+[[workspaces]]
+name = "legal"
+projects = ["contracts"]
+
+[[rules]]
+group = "eng"
+role = "member"
+"#;
+
+    #[test]
+    fn summary_records_default_role_workspaces_projects_and_policy_holders() {
+        let new = OLD
+            .replace(r#", "claude-opus-*""#, "")
+            .replace(r#"projects = ["contracts"]"#, r#"projects = ["ip"]"#)
+            + "\n[[workspaces]]\nname = \"ops\"\n";
+        let new = format!("default_role = \"viewer\"\n{new}");
+        let s = summary(&diff_of(OLD, &new), 3);
+        assert_eq!(s["from_version"], 3);
+        assert_eq!(s["default_role"], json!({"from": null, "to": "viewer"}));
+        assert_eq!(s["workspaces_added"], json!(["ops"]));
+        assert_eq!(s["workspaces_removed"], json!([]));
+        let project = |p: &str| {
+            json!(Scope {
+                workspace: Some("legal".into()),
+                project: Some(p.into())
+            })
+        };
+        assert_eq!(s["projects_added"], json!([project("ip")]));
+        assert_eq!(s["projects_removed"], json!([project("contracts")]));
+        assert_eq!(s["roles_changed"], json!(["member"]));
+        // alice keeps member (its models changed), bob gains the default
+        assert_eq!(s["users_affected"], 2);
+
+        // back again: default_role to none; unchanged: no default_role key at all
+        let s = summary(&diff_of(&new, OLD), 4);
+        assert_eq!(s["default_role"], json!({"from": "viewer", "to": null}));
+        assert_eq!(s["workspaces_removed"], json!(["ops"]));
+        let s = summary(&diff_of(OLD, OLD), 5);
+        assert!(s.get("default_role").is_none(), "{s}");
+        assert_eq!(s["users_affected"], 0);
     }
 }

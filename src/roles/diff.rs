@@ -1,16 +1,18 @@
 //! What replacing one mapping document with another changes: the document itself, and for each
-//! user the roles that change, scope by scope.
+//! user the roles that change, scope by scope, including a role kept at a scope whose policy
+//! (what its holders may do) changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::document::RuleDef;
+use super::document::{RoleDef, RuleDef, WorkspaceDef};
 use super::resolve::{CompiledMapping, GroupInfo, Scope};
 use super::validate::fold;
 
-/// One user's role changing at one scope.
+/// One user's access changing at one scope: either the role there changes (`old != new`), or the
+/// role stays (`old == new`) and its policy changes (`policy_changed` names what).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoleChange {
     pub user_id: String,
@@ -18,6 +20,11 @@ pub struct RoleChange {
     pub scope: Scope,
     pub old: Option<String>,
     pub new: Option<String>,
+    /// When the user keeps the same role at this scope but that role's definition changes in a
+    /// way that changes access: the fields that changed (see [`policy_changes`]). Empty when the
+    /// role's name changes, and then left out of the JSON, so those entries are as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_changed: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,9 +39,15 @@ pub struct MappingDiff {
     pub workspaces_removed: Vec<String>,
     /// Workspaces (in both) whose description or projects changed. (Addition to the brief.)
     pub workspaces_changed: Vec<String>,
+    /// Projects added to a workspace in both documents (the projects of an added or removed
+    /// workspace are not listed again), as written in the new document.
+    pub projects_added: Vec<Scope>,
+    /// Projects removed from a workspace in both documents, as written in the old document.
+    pub projects_removed: Vec<Scope>,
     /// (old, new) when `default_role` changes; "" = none.
     pub default_role: Option<(String, String)>,
-    /// Per user and scope where the grant's role changes, sorted by user_name then scope.
+    /// Per user and scope where the grant's role changes, or where the role stays and its policy
+    /// changes (see [`RoleChange::policy_changed`]); sorted by user_name then scope.
     pub users: Vec<RoleChange>,
     /// Rules of the NEW document matching no existing group. Warnings, not changes.
     pub unmatched_rules: Vec<RuleDef>,
@@ -80,6 +93,16 @@ pub fn diff<'a>(
         .filter(|(k, v)| o.roles.get(*k).is_some_and(|old| old != *v))
         .map(|(k, _)| k.clone())
         .collect();
+    // the roles in both whose policy changes, and how: their holders' access changes even where
+    // the role they hold does not
+    let policy: HashMap<&str, Vec<&'static str>> = n
+        .roles
+        .iter()
+        .filter_map(|(k, v)| {
+            let fields = policy_changes(o.roles.get(k)?, v);
+            (!fields.is_empty()).then_some((k.as_str(), fields))
+        })
+        .collect();
 
     let old_ws: HashMap<String, _> = o.workspaces.iter().map(|w| (fold(&w.name), w)).collect();
     let new_ws: HashMap<String, _> = n.workspaces.iter().map(|w| (fold(&w.name), w)).collect();
@@ -101,6 +124,26 @@ pub fn diff<'a>(
         .filter(|w| old_ws.get(&fold(&w.name)).is_some_and(|old| old != w))
         .map(|w| w.name.clone())
         .collect();
+    // projects added to (removed from) a workspace in both: those of `a` not in its namesake in
+    // `b`, project names compared as rules compare them (case-insensitively)
+    let projects_minus = |a: &[WorkspaceDef], b: &HashMap<String, &WorkspaceDef>| {
+        let mut out = Vec::new();
+        for w in a {
+            let Some(other) = b.get(&fold(&w.name)) else {
+                continue;
+            };
+            let theirs: BTreeSet<String> = other.projects.iter().map(|p| fold(p)).collect();
+            for p in w.projects.iter().filter(|p| !theirs.contains(&fold(p))) {
+                out.push(Scope {
+                    workspace: Some(w.name.clone()),
+                    project: Some(p.clone()),
+                });
+            }
+        }
+        out
+    };
+    let projects_added = projects_minus(&n.workspaces, &old_ws);
+    let projects_removed = projects_minus(&o.workspaces, &new_ws);
 
     let default_role = (o.default_role != n.default_role)
         .then(|| (o.default_role.clone(), n.default_role.clone()));
@@ -117,15 +160,22 @@ pub fn diff<'a>(
             by_scope.entry(&g.scope).or_default().1 = Some(&g.role);
         }
         for (scope, (was, is)) in by_scope {
-            if was != is {
-                changes.push(RoleChange {
-                    user_id: user.id.to_string(),
-                    user_name: user.user_name.to_string(),
-                    scope: scope.clone(),
-                    old: was.map(str::to_string),
-                    new: is.map(str::to_string),
-                });
-            }
+            let policy_changed = if was != is {
+                Vec::new()
+            } else if let Some(fields) = is.and_then(|role| policy.get(role)) {
+                // the same role, with a new policy
+                fields.clone()
+            } else {
+                continue;
+            };
+            changes.push(RoleChange {
+                user_id: user.id.to_string(),
+                user_name: user.user_name.to_string(),
+                scope: scope.clone(),
+                old: was.map(str::to_string),
+                new: is.map(str::to_string),
+                policy_changed,
+            });
         }
     }
     changes.sort_by(|a, b| {
@@ -144,11 +194,51 @@ pub fn diff<'a>(
         workspaces_added,
         workspaces_removed,
         workspaces_changed,
+        projects_added,
+        projects_removed,
         default_role,
         users: changes,
         unmatched_rules,
         unmatched_rule_indexes,
     }
+}
+
+/// What changes in a role's policy from `old` to `new`: the names of the fields that differ in a way
+/// that can change a decision, in declaration order, among `rank` (which role wins where several
+/// apply), `permissions`, `models`, `max_tokens` and `rpm`. Empty when none do.
+///
+/// `description` is left out on purpose: it changes no decision, so a description-only edit
+/// makes nobody "affected" (the role is still listed in `roles_changed`, which names every
+/// edited definition). `permissions` and `models` compare as sets: evaluation asks whether any
+/// entry matches, so reordering or repeating entries changes nothing either.
+pub fn policy_changes(old: &RoleDef, new: &RoleDef) -> Vec<&'static str> {
+    // destructured in full so that a field added to RoleDef has to be considered here
+    let RoleDef {
+        rank,
+        description: _,
+        permissions,
+        models,
+        max_tokens,
+        rpm,
+    } = old;
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let mut out = Vec::new();
+    if *rank != new.rank {
+        out.push("rank");
+    }
+    if set(permissions) != set(&new.permissions) {
+        out.push("permissions");
+    }
+    if set(models) != set(&new.models) {
+        out.push("models");
+    }
+    if *max_tokens != new.max_tokens {
+        out.push("max_tokens");
+    }
+    if *rpm != new.rpm {
+        out.push("rpm");
+    }
+    out
 }
 
 /// The elements of `a` not in `b`, counting repeats, in `a`'s order.
@@ -193,6 +283,8 @@ impl MappingDiff {
             && self.workspaces_added.is_empty()
             && self.workspaces_removed.is_empty()
             && self.workspaces_changed.is_empty()
+            && self.projects_added.is_empty()
+            && self.projects_removed.is_empty()
             && self.default_role.is_none()
             && self.users.is_empty()
     }
@@ -224,6 +316,12 @@ impl MappingDiff {
                 "~ workspace {name} (description or projects changed)"
             ));
         }
+        for scope in &self.projects_added {
+            line(format!("+ {scope}"));
+        }
+        for scope in &self.projects_removed {
+            line(format!("- {scope}"));
+        }
         if let Some((old, new)) = &self.default_role {
             line(format!(
                 "~ default_role: {} -> {}",
@@ -246,13 +344,22 @@ impl MappingDiff {
             ));
         }
         for c in &self.users {
-            line(format!(
-                "{}  {}: {} -> {}",
-                c.user_name,
-                c.scope,
-                c.old.as_deref().unwrap_or("none"),
-                c.new.as_deref().unwrap_or("none"),
-            ));
+            let new = c.new.as_deref().unwrap_or("none");
+            if c.policy_changed.is_empty() {
+                line(format!(
+                    "{}  {}: {} -> {new}",
+                    c.user_name,
+                    c.scope,
+                    c.old.as_deref().unwrap_or("none"),
+                ));
+            } else {
+                line(format!(
+                    "{}  {}: {new} (policy changed: {})",
+                    c.user_name,
+                    c.scope,
+                    c.policy_changed.join(", "),
+                ));
+            }
         }
         if self.is_empty() {
             line("no changes".to_string());

@@ -34,7 +34,7 @@ pub(crate) use validate::fold_cow;
 #[cfg(test)]
 mod tests;
 
-pub use diff::{diff, MappingDiff, RoleChange, UserView};
+pub use diff::{diff, policy_changes, MappingDiff, RoleChange, UserView};
 pub use document::{
     parse_json, parse_toml, to_toml, validate, MappingDocument, Problem, RoleDef, RuleDef,
     WorkspaceDef,

@@ -113,6 +113,15 @@ fn rule(group: &str, role: &str, ws: Option<&str>, project: Option<&str>) -> Val
 // ---------------------------------------------------------------------------------------------
 // Mappings
 
+/// The summary of the newest `mapping.apply` audit entry.
+async fn last_apply(srv: &Server, admin: &str) -> Value {
+    let r = srv
+        .get("/admin/v1/audit?action=mapping.apply&limit=1", admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["entries"][0]["summary"].clone()
+}
+
 async fn mappings_get_and_put(app: TestApp) {
     let srv = Server::of(&app);
     let admin = new_token(&app.store, "root", Scope::Admin).await;
@@ -253,30 +262,99 @@ async fn mappings_get_and_put(app: TestApp) {
     assert_eq!(r.body["version"], 3);
     assert_eq!(r.body["diff"]["users"], json!([]));
     assert_eq!(r.body["diff"]["rules_added"], json!([]));
+    assert_eq!(last_apply(&srv, &admin).await["users_affected"], 0);
+
+    // only the admin role's policy changes (no rule, no role name): its holders are affected,
+    // with what changed; a description-only edit of another role affects nobody
+    let mut doc3 = doc2.clone();
+    doc3["roles"]["admin"]["models"] = json!(["claude-haiku-*"]);
+    doc3["roles"]["admin"]["max_tokens"] = json!(512);
+    doc3["roles"]["viewer"]["description"] = json!("Read chats, nothing else");
+    let alice_admin = json!([{
+        "user_id": alice, "user_name": "alice@example.com", "scope": {"workspace": "engineering"},
+        "old": "admin", "new": "admin", "policy_changed": ["models", "max_tokens"]
+    }]);
+    let opus = json!({
+        "subject": {"type": "user", "id": "alice@example.com"},
+        "action": {"name": "messages.create"},
+        "resource": {"type": "model", "id": "claude-opus-4", "properties": {"workspace": "engineering"}}
+    });
+    let r = srv.evaluate(&lookup, &opus).await;
+    assert_eq!(r.body["decision"], true, "{}", r.text);
+    let r = srv.post("/admin/v1/mappings/preview", &doc3, &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["diff"]["roles_changed"], json!(["admin", "viewer"]));
+    assert_eq!(r.body["diff"]["users"], alice_admin, "{}", r.text);
+    let r = put_mapping(&srv, &admin, &doc3, Some("W/\"3\"")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["version"], 4);
+    assert_eq!(r.body["diff"]["users"], alice_admin, "{}", r.text);
+    let summary = last_apply(&srv, &admin).await;
+    assert_eq!(summary["users_affected"], 1, "{summary}");
+    assert_eq!(summary["roles_changed"], json!(["admin", "viewer"]));
+    assert!(summary.get("default_role").is_none(), "{summary}");
+    let r = srv.evaluate(&lookup, &opus).await;
+    assert_eq!(
+        r.body["decision"], false,
+        "the change the diff reported: {}",
+        r.text
+    );
+
+    // a default role: every active user gains it, and the audit entry says so
+    let mut doc4 = doc3.clone();
+    doc4["default_role"] = json!("viewer");
+    let r = put_mapping(&srv, &admin, &doc4, Some("W/\"4\"")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["diff"]["default_role"], json!(["", "viewer"]));
+    assert_eq!(r.body["diff"]["users"].as_array().unwrap().len(), 2);
+    let summary = last_apply(&srv, &admin).await;
+    assert_eq!(
+        summary["default_role"],
+        json!({"from": null, "to": "viewer"}),
+        "{summary}"
+    );
+    assert_eq!(summary["users_affected"], 2);
+    assert_eq!(summary["workspaces_added"], json!([]));
 
     // removing everything, whatever the version (`If-Match: *`): back to no access
     let r = put_mapping(&srv, &admin, &json!({}), Some("*")).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["diff"]["users"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        r.body["diff"]["users"].as_array().unwrap().len(),
+        4,
+        "alice and bob, organization-wide and where their rules were: {}",
+        r.text
+    );
     assert_eq!(
         srv.roles(&lookup, "alice@example.com", "").await.body["roles"],
         json!([])
     );
+    let summary = last_apply(&srv, &admin).await;
+    assert_eq!(
+        summary["default_role"],
+        json!({"from": "viewer", "to": null}),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["workspaces_removed"],
+        json!(["engineering", "legal"])
+    );
+    assert_eq!(summary["users_affected"], 2);
     // not JSON: 400 problem; PUT only with an admin token
     let r = srv
         .client
         .put(format!("{}/admin/v1/mappings", srv.address))
         .bearer_auth(&admin)
-        .header("if-match", "W/\"4\"")
+        .header("if-match", "W/\"6\"")
         .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let r = put_mapping(&srv, &lookup, &small_mapping(), Some("W/\"4\"")).await;
+    let r = put_mapping(&srv, &lookup, &small_mapping(), Some("W/\"6\"")).await;
     assert_problem(&r, 403);
-    assert_mapping(&srv, &admin, 4, &empty_document()).await;
+    assert_mapping(&srv, &admin, 6, &empty_document()).await;
 }
 
 async fn preview_changes_nothing(app: TestApp) {
@@ -353,6 +431,29 @@ async fn preview_changes_nothing(app: TestApp) {
     assert_problem(&r, 403);
     let r = srv.get("/admin/v1/mappings/preview", &admin).await;
     assert_problem(&r, 405);
+
+    // a preview that changes only member's models lists who holds member (alice), and still
+    // changes nothing
+    let mut doc = small_mapping();
+    doc["roles"]["member"]["models"] = json!(["claude-haiku-*", "claude-sonnet-*"]);
+    let r = srv.post("/admin/v1/mappings/preview", &doc, &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let diff = &r.body["diff"];
+    assert_eq!(diff["roles_changed"], json!(["member"]), "{diff}");
+    assert_eq!(diff["rules_added"], json!([]));
+    assert_eq!(
+        diff["users"],
+        json!([{
+            "user_id": alice, "user_name": "alice@example.com", "scope": {"workspace": "engineering"},
+            "old": "member", "new": "member", "policy_changed": ["models"]
+        }]),
+        "{diff}"
+    );
+    assert_mapping(&srv, &admin, 1, &small_mapping_normalized()).await;
+    assert_eq!(
+        srv.get("/admin/v1/audit?limit=1000", &admin).await.body,
+        audit_before.body
+    );
 
     // previewing what is in force: no changes
     let r = srv
@@ -1262,6 +1363,37 @@ async fn cli_mappings_verbs(app: TestApp) {
         get_mapping(&srv, &admin).await.body["document"]
     );
 
+    // a file that changes only member's policy: diff and apply name its holder (alice) and what
+    // changed
+    let policy = SMALL_TOML
+        .replace(
+            "models = [\"claude-haiku-*\"]\n",
+            "models = [\"claude-haiku-*\", \"claude-sonnet-*\"]\n",
+        )
+        .replace("max_tokens = 512\n", "max_tokens = 1024\n");
+    assert_ne!(policy, SMALL_TOML);
+    let policy = write_file(dir.path(), "policy.toml", &policy);
+    let held = "1 role change(s) for 1 user(s):\n\
+                alice@example.com  workspace engineering: member (policy changed: models, max_tokens)\n";
+    for verb in ["diff", "apply"] {
+        let out = cli(&url, &["mappings", verb, &policy]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("~ role member (definition changed)\n"),
+            "{text}"
+        );
+        assert!(text.contains(held), "{verb}: missing {held:?} in:\n{text}");
+        assert!(!text.contains("bob@example.com"), "{text}");
+    }
+    let (r, took) = poll(
+        Duration::from_secs(1),
+        || srv.get("/admin/v1/mappings", &admin),
+        |r| r.body["version"] == 2,
+    )
+    .await;
+    assert!(took.is_some(), "{}", r.text);
+
     // the shipped document applies, exports and round-trips too
     let out = cli(&url, &["mappings", "apply", &shipped_mapping()]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1274,16 +1406,17 @@ async fn cli_mappings_verbs(app: TestApp) {
     let (r, took) = poll(
         Duration::from_secs(1),
         || srv.get("/admin/v1/mappings", &admin),
-        |r| r.body["version"] == 2,
+        |r| r.body["version"] == 3,
     )
     .await;
     assert!(took.is_some(), "{}", r.text);
-    // the audit log has both applies, by the CLI
+    // the audit log has the three applies, by the CLI
     let r = srv
         .get("/admin/v1/audit?action=mapping.apply", &admin)
         .await;
     let entries = r.body["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 2, "{}", r.text);
+    assert_eq!(entries.len(), 3, "{}", r.text);
+    assert_eq!(entries[1]["summary"]["users_affected"], 1, "{}", r.text);
     assert!(entries.iter().all(|e| e["actor_kind"] == "cli"));
 }
 

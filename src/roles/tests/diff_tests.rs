@@ -92,6 +92,18 @@ fn identical_documents_make_an_empty_diff() {
     assert!(d.is_empty(), "{d:#?}");
     assert!(d.unmatched_rules.is_empty());
     assert_eq!(d.render_text(), "no changes\n");
+    // the same document compiled again: equal definitions, no policy changes, nobody affected
+    let again = compiled(BASE);
+    let d = run(&m, &again, &people(), &all_groups());
+    assert!(d.is_empty(), "{d:#?}");
+    assert!(d.users.is_empty() && d.roles_changed.is_empty());
+    assert!(d.projects_added.is_empty() && d.projects_removed.is_empty());
+    for (name, role) in &m.document().roles {
+        assert!(policy_changes(role, role).is_empty(), "{name}");
+    }
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["users"], serde_json::json!([]));
+    assert_eq!(d.render_text(), "no changes\n");
 }
 
 #[test]
@@ -233,10 +245,14 @@ fn role_definition_workspace_and_default_changes() {
         member.max_tokens = 1024;
     }
     changed.workspaces[1].projects.push("ip".into());
+    changed.workspaces[1].projects.retain(|p| p != "litigation");
+    changed
+        .rules
+        .retain(|r| r.project.as_deref() != Some("litigation"));
     changed.workspaces.push(WorkspaceDef {
         name: "ops".into(),
         description: String::new(),
-        projects: vec![],
+        projects: vec!["infra".into()],
     });
     changed.default_role = "viewer".into();
     let new = CompiledMapping::new(changed).unwrap();
@@ -244,13 +260,39 @@ fn role_definition_workspace_and_default_changes() {
     assert_eq!(d.roles_changed, vec!["member"]);
     assert_eq!(d.workspaces_added, vec!["ops"]);
     assert_eq!(d.workspaces_changed, vec!["legal"]);
+    // the projects of the new workspace are not listed again
+    assert_eq!(d.projects_added, vec![proj("legal", "ip")]);
+    assert_eq!(d.projects_removed, vec![proj("legal", "litigation")]);
     assert_eq!(d.default_role, Some((String::new(), "viewer".to_string())));
-    // everyone active without an org-wide role gains the default there; aaron (admin) keeps admin
+    // everyone active without an org-wide role gains the default there; aaron (admin) keeps
+    // admin; the holders of member keep it at Engineering, with a new max_tokens; bob loses the
+    // litigation rule
     assert_eq!(
-        changes(&d),
+        policy_changes_of(&d),
         vec![
-            ("alice@example.com", org(), None, Some("viewer")),
-            ("bob@example.com", org(), None, Some("viewer")),
+            (
+                "aaron@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("member"),
+                vec!["max_tokens"]
+            ),
+            ("alice@example.com", org(), None, Some("viewer"), vec![]),
+            (
+                "alice@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("member"),
+                vec!["max_tokens"]
+            ),
+            ("bob@example.com", org(), None, Some("viewer"), vec![]),
+            (
+                "bob@example.com",
+                proj("legal", "litigation"),
+                Some("viewer"),
+                None,
+                vec![]
+            ),
         ]
     );
     let text = d.render_text();
@@ -260,9 +302,250 @@ fn role_definition_workspace_and_default_changes() {
     );
     assert!(text.contains("~ default_role: none -> viewer\n"), "{text}");
     assert!(
+        text.contains("+ workspace legal, project ip\n- workspace legal, project litigation\n"),
+        "{text}"
+    );
+    assert!(!text.contains("project infra"), "{text}");
+    assert!(
         text.contains("alice@example.com  organization: none -> viewer\n"),
         "{text}"
     );
+    assert!(
+        text.contains(
+            "alice@example.com  workspace Engineering: member (policy changed: max_tokens)\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("5 role change(s) for 3 user(s):\n"), "{text}");
+}
+
+/// (user, scope, old, new, policy fields changed) of a diff entry.
+type Entry<'d> = (
+    &'d str,
+    Scope,
+    Option<&'d str>,
+    Option<&'d str>,
+    Vec<&'static str>,
+);
+
+/// Each entry of a diff, with the policy fields that changed.
+fn policy_changes_of(d: &MappingDiff) -> Vec<Entry<'_>> {
+    d.users
+        .iter()
+        .map(|c| {
+            (
+                c.user_name.as_str(),
+                c.scope.clone(),
+                c.old.as_deref(),
+                c.new.as_deref(),
+                c.policy_changed.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn policy_change_marks_the_holders_affected() {
+    // admin keeps its name and rules, but loses sonnet and opus and most of its max_tokens (the
+    // change a black-box audit found reported with no users at all)
+    let old = compiled(BASE);
+    let mut changed = doc(BASE);
+    if let Some(admin) = changed.roles.get_mut("admin") {
+        admin.models = vec!["claude-haiku-*".into()];
+        admin.max_tokens = 512;
+    }
+    let new = CompiledMapping::new(changed).unwrap();
+    let mut people = people();
+    people.push(User {
+        id: "u5",
+        name: "dora@example.com",
+        active: false,
+        groups: vec![g("claude-admin")],
+    });
+    let d = run(&old, &new, &people, &all_groups());
+    assert_eq!(d.roles_changed, vec!["admin"]);
+    assert!(d.rules_added.is_empty() && d.rules_removed.is_empty());
+    // only aaron holds admin (org-wide, through claude-admin); alice and bob hold other roles,
+    // carol and dora are inactive
+    assert_eq!(
+        policy_changes_of(&d),
+        vec![(
+            "aaron@example.com",
+            org(),
+            Some("admin"),
+            Some("admin"),
+            vec!["models", "max_tokens"]
+        )]
+    );
+    let text = d.render_text();
+    assert!(
+        text.contains("1 role change(s) for 1 user(s):\naaron@example.com  organization: admin (policy changed: models, max_tokens)\n"),
+        "{text}"
+    );
+    // JSON: the entry says what changed; the other keys are as for a change of role
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        json["users"],
+        serde_json::json!([{
+            "user_id": "u4",
+            "user_name": "aaron@example.com",
+            "scope": {},
+            "old": "admin",
+            "new": "admin",
+            "policy_changed": ["models", "max_tokens"]
+        }])
+    );
+
+    // a user holding the role at several scopes has an entry at each
+    let mut changed = doc(BASE);
+    if let Some(viewer) = changed.roles.get_mut("viewer") {
+        viewer.permissions.push("messages.create".into());
+        viewer.rpm = 5;
+    }
+    let d = run(
+        &old,
+        &CompiledMapping::new(changed).unwrap(),
+        &people,
+        &all_groups(),
+    );
+    assert_eq!(
+        policy_changes_of(&d),
+        vec![
+            ("bob@example.com", proj("legal", "Contracts"), Some("viewer"), Some("viewer"), vec!["permissions", "rpm"]),
+            ("bob@example.com", proj("legal", "litigation"), Some("viewer"), Some("viewer"), vec!["permissions", "rpm"]),
+        ],
+        "alice's engineering group also maps to viewer, but member wins there: she does not hold it"
+    );
+
+    // rank: a change that leaves every winner in place still reaches the holders; one that
+    // makes the role win somewhere is a change of role there, reported as before
+    let with_viewer_rank = |rank: i64| {
+        let mut changed = doc(BASE);
+        if let Some(viewer) = changed.roles.get_mut("viewer") {
+            viewer.rank = rank;
+        }
+        CompiledMapping::new(changed).unwrap()
+    };
+    let d = run(&old, &with_viewer_rank(30), &people, &all_groups());
+    assert_eq!(
+        policy_changes_of(&d),
+        vec![
+            (
+                "bob@example.com",
+                proj("legal", "Contracts"),
+                Some("viewer"),
+                Some("viewer"),
+                vec!["rank"]
+            ),
+            (
+                "bob@example.com",
+                proj("legal", "litigation"),
+                Some("viewer"),
+                Some("viewer"),
+                vec!["rank"]
+            ),
+        ]
+    );
+    let d = run(&old, &with_viewer_rank(50), &people, &all_groups());
+    assert_eq!(
+        policy_changes_of(&d),
+        vec![
+            (
+                "aaron@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("viewer"),
+                vec![]
+            ),
+            (
+                "alice@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("viewer"),
+                vec![]
+            ),
+            (
+                "bob@example.com",
+                proj("legal", "Contracts"),
+                Some("viewer"),
+                Some("viewer"),
+                vec!["rank"]
+            ),
+            (
+                "bob@example.com",
+                proj("legal", "litigation"),
+                Some("viewer"),
+                Some("viewer"),
+                vec!["rank"]
+            ),
+        ]
+    );
+    let json = serde_json::to_value(&d).unwrap();
+    assert!(
+        json["users"][0].get("policy_changed").is_none(),
+        "a change of role has the keys it always had: {json}"
+    );
+
+    // holders are counted after the change: a user moved off the changed role by a new rule has
+    // the change of role only
+    let mut changed = doc(&format!("{BASE}{ADD}"));
+    if let Some(member) = changed.roles.get_mut("member") {
+        member.rpm = 20;
+    }
+    let d = run(
+        &old,
+        &CompiledMapping::new(changed).unwrap(),
+        &people,
+        &all_groups(),
+    );
+    assert_eq!(
+        policy_changes_of(&d),
+        vec![
+            (
+                "aaron@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("owner"),
+                vec![]
+            ),
+            (
+                "alice@example.com",
+                ws("Engineering"),
+                Some("member"),
+                Some("owner"),
+                vec![]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn description_only_changes_affect_nobody() {
+    let old = compiled(BASE);
+    let mut changed = doc(BASE);
+    for role in changed.roles.values_mut() {
+        role.description = "reworded".into();
+    }
+    // reordering models or permissions changes no decision either
+    if let Some(admin) = changed.roles.get_mut("admin") {
+        admin.models.reverse();
+        admin.permissions.reverse();
+    }
+    let new = CompiledMapping::new(changed).unwrap();
+    let d = run(&old, &new, &people(), &all_groups());
+    assert_eq!(d.roles_changed.len(), 5, "every definition was edited");
+    assert!(d.users.is_empty(), "{:#?}", d.users);
+    for (name, role) in &new.document().roles {
+        let before = old.role(name).unwrap();
+        assert_eq!(policy_changes(before, role), Vec::<&str>::new(), "{name}");
+    }
+    let text = d.render_text();
+    assert!(
+        text.contains("~ role admin (definition changed)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("role change(s)"), "{text}");
+    assert!(!text.contains("policy changed"), "{text}");
 }
 
 #[test]
