@@ -71,7 +71,16 @@ async fn get_mappings(state: State) -> HttpResponse {
         .body(body.to_string())
 }
 
+/// The mapping document of a PUT or preview: the document itself, or `GET`'s answer sent
+/// back edited (`{"version", "document", "unmatched_rules"}`: the `document` is taken; the
+/// version to replace is `If-Match`'s, not the body's). A document never has a `document` key.
 fn parse_document(body: Value) -> Result<MappingDocument, ApiError> {
+    let body = match body {
+        Value::Object(mut o) if o.get("document").is_some_and(Value::is_object) => {
+            o.remove("document").unwrap_or_default()
+        }
+        other => other,
+    };
     parse_json(body).map_err(|problems| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -382,6 +382,18 @@ async fn preview_changes_nothing(app: TestApp) {
     let r = srv.post("/admin/v1/mappings/preview", &doc, &admin).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["version"], 1, "the version in force");
+    // GET's answer sent back with its document edited previews the same
+    let mut wrapped = get_mapping(&srv, &admin).await.body;
+    wrapped["document"] = doc.clone();
+    let w = srv
+        .post("/admin/v1/mappings/preview", &wrapped, &admin)
+        .await;
+    assert_eq!(
+        (w.status.as_u16(), &w.body["diff"]),
+        (200, &r.body["diff"]),
+        "{}",
+        w.text
+    );
     let diff = &r.body["diff"];
     assert_eq!(
         diff["rules_added"],
