@@ -494,8 +494,12 @@ async fn evaluation(
         None => {
             let raw = serde_json::from_slice::<Box<RawValue>>(&body)
                 .map_err(|e| json_problem(&JsonPayloadError::Deserialize(e)))?;
-            let Ok(Value::Object(req)) = serde_json::from_str::<Value>(raw.get()) else {
-                return Err(bad("the request body must be a JSON object"));
+            // RawValue does not nest; a body that is valid JSON but too deeply nested to read
+            // into values fails here, and says so
+            let req = match serde_json::from_str::<Value>(raw.get()) {
+                Ok(Value::Object(req)) => req,
+                Ok(_) => return Err(bad("the request body must be a JSON object")),
+                Err(e) => return Err(json_problem(&JsonPayloadError::Deserialize(e))),
             };
             decide(&state, &req)?
         }

@@ -2424,6 +2424,19 @@ async fn evaluation_reads_its_body_as_the_batch_endpoint_does(app: TestApp) {
             400,
             None,
         ),
+        (
+            "nested too deeply",
+            Some("application/json"),
+            format!(
+                "{},\"context\":{{\"max_tokens\":{}{}}}}}",
+                &good[..good.len() - 1],
+                "[".repeat(200),
+                "]".repeat(200)
+            )
+            .into(),
+            400,
+            None,
+        ),
     ];
     for (what, content_type, body, status, detail) in cases {
         let mut answers = Vec::new();
