@@ -233,16 +233,23 @@ struct EvalInput<'a> {
 
 /// One AuthZEN evaluation request (already merged with batch defaults) → a decision.
 fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError> {
-    let subject = req
-        .get("subject")
+    decide_fields(state, |name| req.get(name))
+}
+
+/// [`decide`] over a request whose top-level members `get` returns (a batch item falls back
+/// to the batch's defaults this way, without copying them per item).
+fn decide_fields<'a>(
+    state: &State,
+    get: impl Fn(&str) -> Option<&'a Value>,
+) -> Result<Decision, ApiError> {
+    let req = get;
+    let subject = req("subject")
         .filter(|v| v.is_object())
         .ok_or_else(|| bad("\"subject\" (an object) is required"))?;
-    let action = req
-        .get("action")
+    let action = req("action")
         .filter(|v| v.is_object())
         .ok_or_else(|| bad("\"action\" (an object) is required"))?;
-    let resource = req
-        .get("resource")
+    let resource = req("resource")
         .filter(|v| v.is_object())
         .ok_or_else(|| bad("\"resource\" (an object) is required"))?;
     let props = resource.get("properties");
@@ -258,7 +265,7 @@ fn decide(state: &State, req: &Map<String, Value>) -> Result<Decision, ApiError>
         resource_id: str_field(Some(resource), "id"),
         workspace: str_field(props, "workspace"),
         project: str_field(props, "project"),
-        max_tokens: match req.get("context").and_then(|c| c.get("max_tokens")) {
+        max_tokens: match req("context").and_then(|c| c.get("max_tokens")) {
             None | Some(Value::Null) => None,
             Some(v) => Some(
                 v.as_u64()
@@ -514,6 +521,10 @@ async fn evaluation(
 /// AuthZEN batch: top-level subject/action/resource/context are defaults for each item of
 /// `evaluations`; `options.evaluations_semantic` is execute_all (default), deny_on_first_deny
 /// or permit_on_first_permit (evaluation stops at the first deny / permit).
+/// The most evaluations one `/access/v1/evaluations` request may carry (its answer grows with
+/// them; a gateway with more splits them).
+pub const MAX_EVALUATIONS: usize = 1000;
+
 async fn evaluations(state: State, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
     let Value::Object(mut req) = body.into_inner() else {
         return Err(bad("the request body must be a JSON object"));
@@ -547,18 +558,20 @@ async fn evaluations(state: State, body: web::Json<Value>) -> Result<HttpRespons
         let d = decide(&state, &req)?;
         return Ok(json_response(&decision_json(&d)));
     };
+    if items.len() > MAX_EVALUATIONS {
+        return Err(bad(format!(
+            "at most {MAX_EVALUATIONS} evaluations per request; this one has {}",
+            items.len()
+        )));
+    }
     let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         // an error in one evaluation is that evaluation's answer, a denial carrying the error
         // (AuthZEN 1.0, Access Evaluations API); the others are still evaluated
         let decided = match item {
+            // an item's members replace the request's defaults (read in place, not copied)
             Value::Object(item) => {
-                let mut merged = req.clone();
-                merged.remove("options");
-                for (k, v) in item {
-                    merged.insert(k, v);
-                }
-                decide(&state, &merged)
+                decide_fields(&state, |name| item.get(name).or_else(|| req.get(name)))
             }
             _ => Err(bad("an evaluation must be an object")),
         };

@@ -30,13 +30,29 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 pub async fn observe(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let state = req.app_data::<State>().cloned();
-    let method = req.method().as_str().to_owned();
+    // a fixed set: the method becomes a metrics label, and a client can send any token as a
+    // method (each new label value would be a new series kept for the process's life)
+    let method = method_label(req.method()).to_owned();
     // HEAD is answered as GET without the body (RFC 9110 §9.3.2): routed as a GET here, and
     // the HTTP/1 codec, which saw the request line, sends the headers only
     if req.method() == actix_web::http::Method::HEAD {

@@ -1182,6 +1182,23 @@ async fn evaluation_batches(app: TestApp) {
     let r = post(batch(Some("deny_on_first_deny"), faulty)).await;
     assert_eq!(decisions(&r), vec![true, false], "{}", r.text);
 
+    // at most 1,000 evaluations per request
+    let many = |n: usize| {
+        batch(
+            None,
+            Value::Array(vec![json!({"resource": model(HAIKU, "engineering")}); n]),
+        )
+    };
+    let r = post(many(1000)).await;
+    assert_eq!(decisions(&r), vec![true; 1000]);
+    let r = post(many(1001)).await;
+    assert_problem(&r, 400);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("at most 1000"),
+        "{}",
+        r.text
+    );
+
     // errors in the request as a whole: 400 problem
     for (what, body) in [
         ("unknown semantic", batch(Some("whatever"), items.clone())),
