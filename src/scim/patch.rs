@@ -387,6 +387,11 @@ fn apply_path(
                 *slot = Value::Array(Vec::new());
             }
             if let Value::Array(items) = slot {
+                // bounded before the per-value work below, which scans the values for each
+                // added one; normalize() bounds the result
+                if new.len() > super::resource::MAX_VALUES {
+                    return Err(super::resource::too_many_values(&key, new.len()));
+                }
                 for v in new {
                     if let Some(pos) = items.iter().position(|i| same_element(i, &v)) {
                         merge_into(&mut items[pos], v);
@@ -532,9 +537,13 @@ fn apply_filtered(
         OpKind::Remove => {
             match &sub_key {
                 None => {
+                    let mut gone = vec![false; items.len()];
+                    for &i in &matched {
+                        gone[i] = true;
+                    }
                     let mut i = 0;
                     items.retain(|_| {
-                        let keep = !matched.contains(&i);
+                        let keep = !gone[i];
                         i += 1;
                         keep
                     });
@@ -586,8 +595,15 @@ fn apply_filtered(
                         }
                         None => merge_into(&mut items[i], value.clone()),
                     }
-                    fix_primary(items, Some(i));
                 }
+                // once, not per element (it reads them all): the last element written as
+                // primary wins, as if each write had settled it in turn
+                let winner = matched
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&i| is_primary(&items[i]));
+                fix_primary(items, winner);
             }
         }
     }
@@ -868,6 +884,40 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.scim_type, ScimType::NoTarget);
+    }
+
+    #[test]
+    fn large_multi_valued_attributes_stay_linear() {
+        // 1,000 phone numbers, every one matched and written, the last made primary: one
+        // settling of `primary`, not one per element (this took minutes at 50,000 before)
+        let phones: Vec<Value> = (0..1000)
+            .map(|i| json!({"value": format!("+1 555 {i:04}"), "primary": i % 2 == 0}))
+            .collect();
+        let mut d = user();
+        d.insert("phoneNumbers".into(), Value::Array(phones));
+        let ops = patch(json!([
+            {"op": "replace", "path": "phoneNumbers[value pr].type", "value": "work"},
+            {"op": "replace", "path": "phoneNumbers[value eq \"+1 555 0999\"].primary", "value": true},
+            {"op": "remove", "path": "phoneNumbers[value sw \"+1 555 00\"]"}
+        ]));
+        apply(ResourceKind::User, &mut d, &ops).unwrap();
+        let phones = d["phoneNumbers"].as_array().unwrap();
+        assert_eq!(phones.len(), 900);
+        assert!(phones.iter().all(|p| p["type"] == "work"));
+        let primaries: Vec<&Value> = phones.iter().filter(|p| is_primary(p)).collect();
+        assert_eq!(primaries.len(), 1);
+        assert_eq!(primaries[0]["value"], "+1 555 0999");
+        // adding more than the limit at once is refused before the work
+        let many: Vec<Value> = (0..1001)
+            .map(|i| json!({"value": format!("x{i}")}))
+            .collect();
+        let err = apply(
+            ResourceKind::User,
+            &mut user(),
+            &patch(json!([{"op": "add", "path": "emails", "value": many}])),
+        )
+        .unwrap_err();
+        assert_eq!(err.scim_type, ScimType::InvalidValue);
     }
 
     #[test]

@@ -312,6 +312,17 @@ fn put_attr(
     Ok(())
 }
 
+/// The most values a multi-valued attribute of a resource may have (group members are not an
+/// attribute of the document: they are rows, and unlimited). A user with more e-mail addresses
+/// or phone numbers than this is a mistake or an attack, and PATCH work grows with the count.
+pub const MAX_VALUES: usize = 1000;
+
+pub fn too_many_values(name: &str, n: usize) -> ProtocolError {
+    ProtocolError::invalid_value(format!(
+        "attribute \"{name}\" has {n} values; at most {MAX_VALUES} are accepted"
+    ))
+}
+
 /// Check one attribute value against its definition. `Ok(None)` means unassigned.
 pub fn check_value(
     def: &AttrDef,
@@ -327,6 +338,9 @@ pub fn check_value(
             // a single value where an array belongs: accepted as a one-element array
             other => vec![other],
         };
+        if items.len() > MAX_VALUES {
+            return Err(too_many_values(def.name, items.len()));
+        }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if let Some(v) = check_single(def, item, owner)? {
@@ -460,6 +474,8 @@ mod tests {
             json!({"schemas": [USER_SCHEMA], "userName": "a", "emails": [{"primary": "x"}]}),
             json!({"schemas": [USER_SCHEMA], "userName": "a",
                    "emails": [{"value": "a@x", "primary": true}, {"value": "b@x", "primary": "True"}]}),
+            json!({"schemas": [USER_SCHEMA], "userName": "a",
+                   "phoneNumbers": (0..1001).map(|i| json!({"value": i.to_string()})).collect::<Vec<_>>()}),
             json!({"schemas": [USER_SCHEMA]}),
             json!({"schemas": [GROUP_SCHEMA], "userName": "a"}),
             json!({"userName": "a"}),
