@@ -177,6 +177,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "--role-token-ttl is limited to 1..=86400 seconds"
                 );
             }
+            if settings.public_url.is_none() {
+                tracing::warn!(
+                    "no --public-url: resource locations, the role tokens' iss and the AuthZEN \
+                     discovery document follow each request's Host (or Forwarded / \
+                     X-Forwarded-Host) header; set --public-url where clients are not trusted"
+                );
+            }
             tracing::info!(settings = ?settings, "starting rolecall");
             let writers = startup::claim(&settings)?;
             let store = startup::connect(&settings).await?;

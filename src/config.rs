@@ -66,12 +66,61 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
+    // the authority ends at the first `/`, `?` or `#`; its user info at the *last* `@` in it
+    // (a password may contain `@`)
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    // and passwords given as query parameters
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                        format!("{k}=***")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_survive() {
+        for (url, want) in [
+            (
+                "postgres://postgres:S3cr@tPw@127.0.0.1:5432/db",
+                "postgres://postgres:***@127.0.0.1:5432/db",
+            ),
+            (
+                "postgres://u:p@h/db?sslmode=require&password=Top&sslpassword=x",
+                "postgres://u:***@h/db?sslmode=require&password=***&sslpassword=***",
+            ),
+            (
+                "postgres://u@h/db?password=TopSecret",
+                "postgres://u@h/db?password=***",
+            ),
+            ("postgres://h/db", "postgres://h/db"),
+            ("sqlite://rolecall.db", "sqlite://rolecall.db"),
+            ("sqlite://a@b.db?mode=rwc", "sqlite://a@b.db?mode=rwc"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
     }
 }
 

@@ -101,6 +101,12 @@ pub fn normalize(kind: ResourceKind, input: Value) -> Result<Normalized, Protoco
             "the request body must be a JSON object",
         ));
     };
+    // PostgreSQL cannot store U+0000 in text; refused on both back-ends alike
+    if obj.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        return Err(ProtocolError::invalid_value(
+            "text may not contain the character U+0000 (NUL)",
+        ));
+    }
     let mut doc = Map::new();
     for (key, value) in obj {
         if key.eq_ignore_ascii_case("schemas") {
@@ -312,6 +318,15 @@ fn put_attr(
     Ok(())
 }
 
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// The most values a multi-valued attribute of a resource may have (group members are not an
 /// attribute of the document: they are rows, and unlimited). A user with more e-mail addresses
 /// or phone numbers than this is a mistake or an attack, and PATCH work grows with the count.
@@ -474,6 +489,9 @@ mod tests {
             json!({"schemas": [USER_SCHEMA], "userName": "a", "emails": [{"primary": "x"}]}),
             json!({"schemas": [USER_SCHEMA], "userName": "a",
                    "emails": [{"value": "a@x", "primary": true}, {"value": "b@x", "primary": "True"}]}),
+            json!({"schemas": [USER_SCHEMA], "userName": "nul\u{0}a"}),
+            json!({"schemas": [USER_SCHEMA], "userName": "a", "name": {"givenName": "x\u{0}"}}),
+            json!({"schemas": [USER_SCHEMA], "userName": "a", "x\u{0}y": 1}),
             json!({"schemas": [USER_SCHEMA], "userName": "a",
                    "phoneNumbers": (0..1001).map(|i| json!({"value": i.to_string()})).collect::<Vec<_>>()}),
             json!({"schemas": [USER_SCHEMA]}),

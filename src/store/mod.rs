@@ -91,6 +91,15 @@ impl From<sqlx::Error> for StoreError {
                 };
                 StoreError::Conflict(format!("{what} is already in use"))
             }
+            // text PostgreSQL cannot store: U+0000 in a text value (22021) or in JSON (22P05);
+            // a client's input, never a server fault (SCIM input is refused before this)
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| c == "22021" || c == "22P05") =>
+            {
+                StoreError::Invalid(ProtocolError::invalid_value(
+                    "text may not contain the character U+0000 (NUL)",
+                ))
+            }
             // the database refuses or drops connections: PostgreSQL SQLSTATE classes 08
             // (connection exception), 53 (insufficient resources), 57P (shutdown, cannot
             // connect now) and 55000 (database not accepting connections); SQLite's
@@ -148,6 +157,34 @@ pub struct Store {
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The SQLite file holds token hashes and the signing keys' private halves: create it readable
+/// by its owner only (SQLite gives its `-wal` and `-shm` files the same mode), and warn about an
+/// existing one that others can read.
+fn private_file(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", m.permissions().mode() & 0o777),
+                "the database file is readable by others; it holds signing keys: chmod 600 it"
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                // created here, empty, with mode 0600; SQLite then initialises it
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 /// `sqlite://path` gains `mode=rwc` (create the file if missing) unless a mode is given.
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
@@ -173,6 +210,9 @@ impl Store {
         };
         match backend {
             Backend::Sqlite => {
+                if let Some(path) = serve_lock::sqlite_file(url) {
+                    private_file(&path);
+                }
                 let url = sqlite_url(url);
                 let connect = AnyConnectOptions::from_str(&url)?;
                 let pool = |max: u32| {
@@ -588,3 +628,28 @@ impl Store {
 
 /// The largest number of bind parameters used in one IN list (well under both back-ends' limits).
 const CHUNK: usize = 500;
+
+#[cfg(all(test, unix))]
+mod private_file_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = super::Store::connect(&url, &super::StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("new.db{suffix}"));
+            if let Ok(m) = std::fs::metadata(&file) {
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", file.display());
+            } else {
+                assert!(!suffix.is_empty(), "the database was not created");
+            }
+        }
+        store.close().await;
+    }
+}

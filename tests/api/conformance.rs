@@ -18,6 +18,7 @@ both!(
     discovery_refuses_filters,
     put_without_active_keeps_it,
     head_is_get_without_a_body,
+    nul_characters_are_refused_not_500,
 );
 
 async fn with_if_match(
@@ -346,4 +347,44 @@ async fn head_is_get_without_a_body(app: TestApp) {
     // a path without GET: 405, as GET would be
     let r = app.request(Method::HEAD, "/scim/v2/Bulk", None).await;
     assert_eq!(r.status, 405);
+}
+
+/// U+0000 cannot be stored by PostgreSQL: a client's input, so a 400 on both back-ends,
+/// never a 500.
+async fn nul_characters_are_refused_not_500(app: TestApp) {
+    let r = app
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "nul\u{0}a"}),
+        )
+        .await;
+    r.assert_scim_error(400, Some("invalidValue"));
+    let id = app.create_user("clean@example.com").await;
+    let r = app
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "a\u{0}b"}]}),
+        )
+        .await;
+    r.assert_scim_error(400, Some("invalidValue"));
+    let admin = crate::helpers::new_token(&app.store, "ops", rolecall::auth::Scope::Admin).await;
+    for (method, path, body) in [
+        (Method::GET, "/admin/v1/audit?actor=a%00b", None),
+        (
+            Method::POST,
+            "/admin/v1/tokens",
+            Some(json!({"name": "a\u{0}b", "scope": "admin"})),
+        ),
+        (Method::DELETE, "/admin/v1/tokens/a%00b", None),
+    ] {
+        let r = app
+            .request_with(method.clone(), path, body.as_ref(), Some(&admin), &[])
+            .await;
+        assert!(
+            r.status.is_success() || r.status == 400 || r.status == 404,
+            "{method} {path}: {} {}",
+            r.status,
+            r.text
+        );
+    }
 }
