@@ -138,6 +138,23 @@ fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     Ok(to_hex(&buf))
 }
 
+/// A token's name: 1 to 100 characters, not blank, no control characters and no leading or
+/// trailing space (names are shown in `token list` columns and revoked by name).
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    let ok = !name.trim().is_empty()
+        && name.trim() == name
+        && name.chars().count() <= 100
+        && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a token name is 1 to 100 characters, not blank, without control characters or \
+             leading/trailing spaces, not {name:?}"
+        ))
+    }
+}
+
 /// A new token: the row to store and the secret to show once.
 pub fn generate(name: &str, scope: Scope) -> anyhow::Result<(TokenRow, String)> {
     let id = random_hex(8)?;
@@ -211,6 +228,22 @@ mod tests {
         assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
         assert_eq!(to_hex(&[0x00, 0x9f, 0xff]), "009fff");
         assert!("root".parse::<Scope>().is_err());
+        for good in ["okta", "entra prod", "gateway-1", "Ünïcode ✓"] {
+            assert!(check_token_name(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(101);
+        for bad in [
+            "",
+            "   ",
+            " lead",
+            "trail ",
+            "new\nline",
+            "tab\tx",
+            "esc\u{1b}[31m",
+            long.as_str(),
+        ] {
+            assert!(check_token_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub struct ServeArgs {
     /// Apply this mapping file at start-up (before serving).
     #[arg(long, env = "ROLECALL_MAPPINGS")]
     pub mappings: Option<std::path::PathBuf>,
+    /// On SIGTERM/SIGINT, seconds to let in-flight requests finish before they are cut.
+    #[arg(long, env = "ROLECALL_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
     /// Lifetime of signed role tokens, in seconds (at most 86400: retired keys are published for a day).
     #[arg(long, env = "ROLECALL_ROLE_TOKEN_TTL", default_value_t = 300)]
     pub role_token_ttl: u64,
@@ -155,6 +158,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => {
             crate::telemetry::init(a.log_format);
+            if let Some(u) = &a.public_url {
+                check_public_url(u)?;
+            }
             let settings = Settings {
                 listen: a.listen,
                 database_url: url,
@@ -166,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 db_max_connections: a.db_max_connections,
                 workers: a.workers,
                 role_token_ttl_secs: a.role_token_ttl.clamp(1, 86_400),
+                shutdown_timeout_secs: a.shutdown_timeout,
                 role_token_audience: a.role_token_audience,
                 scim_cache_users: a.scim_cache_users,
                 ..Settings::default()
@@ -273,6 +280,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = startup::connect(&settings).await?;
             match t {
                 TokenCommand::Create { name, scope } => {
+                    auth::check_token_name(&name).map_err(|e| anyhow::anyhow!(e))?;
                     let (row, secret) = auth::generate(&name, scope.0)?;
                     store
                         .create_token(&row, &crate::store::Actor::cli())
@@ -309,6 +317,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Read and validate a mapping file; every problem is reported with its line.
+/// `--public-url` is an absolute http(s) URL without a query or fragment: it prefixes every
+/// `Location`, `meta.location`, role token `iss` and discovery endpoint.
+fn check_public_url(u: &str) -> anyhow::Result<()> {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
+    let host = rest.map(|r| r.split('/').next().unwrap_or_default());
+    let ok = host.is_some_and(|h| !h.is_empty())
+        && !u
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'<>\\`{}|^?#".contains(c));
+    if !ok {
+        anyhow::bail!(
+            "--public-url must be an absolute http:// or https:// URL with a host and no query \
+             (e.g. https://rolecall.example.com), not {u:?}"
+        );
+    }
+    Ok(())
+}
+
 /// Rules of `doc` (with their indexes) that match no group in the database at `url`. A SQLite
 /// file that does not exist is not created.
 async fn unmatched_in_directory(
@@ -352,5 +380,29 @@ fn apply_error(e: ApplyError) -> anyhow::Error {
             anyhow::anyhow!("{} problem(s):\n{}", problems.len(), list.join("\n"))
         }
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod public_url_tests {
+    #[test]
+    fn public_urls_are_absolute_http() {
+        for good in [
+            "https://rolecall.example.com",
+            "http://127.0.0.1:8080",
+            "https://h/base/",
+        ] {
+            assert!(super::check_public_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "not a url",
+            "javascript:alert(1)",
+            "https://x\"><x",
+            "https://",
+            "ftp://h",
+            "https://h/?q=1",
+        ] {
+            assert!(super::check_public_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub feed_poll_ms: u64,
     /// Lifetime of signed role tokens.
     pub role_token_ttl_secs: u64,
+    /// How long a stop waits for in-flight requests before cutting them.
+    pub shutdown_timeout_secs: u64,
     /// `aud` of signed role tokens.
     pub role_token_audience: String,
     /// How many user documents single-user SCIM reads keep in memory (0 = none).
@@ -55,6 +57,7 @@ impl Default for Settings {
             workers: 0,
             feed_poll_ms: 200,
             role_token_ttl_secs: 300,
+            shutdown_timeout_secs: 30,
             role_token_audience: "rolecall".into(),
             scim_cache_users: 16 * 1024,
         }
@@ -64,7 +67,13 @@ impl Default for Settings {
 /// A database URL with any password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        // not a well-formed URL (`postgres:/user:pw@host`): mask whatever could be credentials
+        return match (url.split_once(':'), url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) if at > scheme.len() => {
+                format!("{scheme}:***{}", &url[at..])
+            }
+            _ => url.to_string(),
+        };
     };
     // the authority ends at the first `/`, `?` or `#`; its user info at the *last* `@` in it
     // (a password may contain `@`)
@@ -118,6 +127,12 @@ mod redact_tests {
             ("postgres://h/db", "postgres://h/db"),
             ("sqlite://rolecall.db", "sqlite://rolecall.db"),
             ("sqlite://a@b.db?mode=rwc", "sqlite://a@b.db?mode=rwc"),
+            (
+                "postgres:/postgres:Pw-Zq81xK@127.0.0.1:5432/x",
+                "postgres:***@127.0.0.1:5432/x",
+            ),
+            ("postgresql:Pw@h/db", "postgresql:***@h/db"),
+            ("sqlite:rolecall.db", "sqlite:rolecall.db"),
         ] {
             assert_eq!(redact_url(url), want, "{url}");
         }

@@ -91,6 +91,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
         let limit = settings.max_body_bytes;
+        let grace = settings.shutdown_timeout_secs;
         let state = web::Data::new(Arc::new(AppState {
             store: store.clone(),
             access,
@@ -107,7 +108,7 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .disable_signals()
-        .shutdown_timeout(10);
+        .shutdown_timeout(grace);
         if workers > 0 {
             server = server.workers(workers);
         }
@@ -133,7 +134,9 @@ impl Application {
         tokio::select! {
             res = &mut server => res?,
             () = shutdown => {
-                tracing::info!("shutting down");
+                tracing::info!(
+                    "shutting down: in-flight requests have up to --shutdown-timeout to finish"
+                );
                 // the server future must keep running to act on the stop command
                 let (_, res) = tokio::join!(handle.stop(true), &mut server);
                 res?;

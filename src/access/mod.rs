@@ -78,6 +78,8 @@ pub struct Access {
     /// [`Access::barrier`] waits for one that started after it was called.
     catch_ups_started: AtomicU64,
     catch_ups_finished: AtomicU64,
+    /// The number of the latest catch-up that failed (0: none).
+    catch_ups_failed: AtomicU64,
     /// Bumped when a catch-up ends, well or not: wakes the barriers waiting for one.
     catch_up_ended: tokio::sync::watch::Sender<u64>,
     /// Calls of [`Access::barrier`].
@@ -151,6 +153,7 @@ impl Access {
             applied_tokens: AtomicU64::new(local_tokens),
             catch_ups_started: AtomicU64::new(0),
             catch_ups_finished: AtomicU64::new(0),
+            catch_ups_failed: AtomicU64::new(0),
             catch_up_ended: tokio::sync::watch::Sender::new(0),
             barriers: AtomicU64::new(0),
             user_docs: OnceLock::new(),
@@ -233,6 +236,8 @@ impl Access {
             self.applied_local.store(local, Ordering::Release);
             self.applied_tokens.store(local_tokens, Ordering::Release);
             self.catch_ups_finished.fetch_max(number, Ordering::SeqCst);
+        } else {
+            self.catch_ups_failed.fetch_max(number, Ordering::SeqCst);
         }
         drop(feed);
         self.catch_up_ended.send_modify(|n| *n += 1);
@@ -256,6 +261,13 @@ impl Access {
             ended.borrow_and_update();
             if self.catch_ups_finished.load(Ordering::SeqCst) >= needed {
                 return Ok(());
+            }
+            // a catch-up that started after the call failed: the database is not answering,
+            // and this read says so now rather than queue for the next attempt
+            if self.catch_ups_failed.load(Ordering::SeqCst) >= needed {
+                return Err(AccessError::Store(StoreError::Unavailable(
+                    sqlx::Error::Protocol("the change feed could not be read".into()),
+                )));
             }
             match self.feed.try_lock() {
                 // started now, so after the call: its end is what we wait for
@@ -371,6 +383,26 @@ mod barrier_tests {
             .directory()
             .user_index_by(UserKey::UserName(user_name))
             .is_some()
+    }
+
+    /// With the database gone, barriers answer with an error at once (the read is a 503)
+    /// instead of queueing behind catch-up after failing catch-up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn barriers_fail_promptly_when_the_feed_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/f.db", dir.path().display());
+        let store = store_on(&url).await;
+        let access = Access::load(store.clone()).await.unwrap();
+        access.barrier().await.unwrap();
+        store.close().await;
+        let started = std::time::Instant::now();
+        let all = futures_util::future::join_all((0..32).map(|_| access.barrier())).await;
+        assert!(all.iter().all(Result::is_err), "{all:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     /// Another writer's change (a second store on the same database, as another server

@@ -241,16 +241,13 @@ async fn create_token(
     caller: Caller,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.trim().is_empty() && n.len() <= 100)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "\"name\" (a non-empty string) is required",
-            )
-        })?;
+    let name = body.get("name").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "\"name\" (a non-empty string) is required",
+        )
+    })?;
+    auth::check_token_name(name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let scope: Scope = body
         .get("scope")
         .and_then(Value::as_str)

@@ -100,18 +100,23 @@ impl From<sqlx::Error> for StoreError {
                     "text may not contain the character U+0000 (NUL)",
                 ))
             }
-            // the database refuses or drops connections: PostgreSQL SQLSTATE classes 08
-            // (connection exception), 53 (insufficient resources), 57P (shutdown, cannot
-            // connect now) and 55000 (database not accepting connections); SQLite's
-            // "database is locked" / "unable to open"
+            // the database refuses or drops connections, or cannot be written: PostgreSQL
+            // SQLSTATE classes 08 (connection exception), 53 (insufficient resources), 57P
+            // (shutdown, cannot connect now), 55000 (database not accepting connections),
+            // 3D000 (the database does not exist: dropped under a running server) and 25006
+            // (read-only transaction: a standby); SQLite's "database is locked", "unable to
+            // open" and "readonly database" (a file the server may not write)
             sqlx::Error::Database(db)
                 if db.code().is_some_and(|c| {
                     c.starts_with("08")
                         || c.starts_with("53")
                         || c.starts_with("57P")
                         || c == "55000"
+                        || c == "3D000"
+                        || c == "25006"
                 }) || db.message().contains("database is locked")
-                    || db.message().contains("unable to open") =>
+                    || db.message().contains("unable to open")
+                    || db.message().contains("readonly database") =>
             {
                 StoreError::Unavailable(e)
             }
@@ -165,7 +170,7 @@ fn private_file(path: &std::path::Path) {
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         match std::fs::metadata(path) {
-            Ok(m) if m.permissions().mode() & 0o077 != 0 => tracing::warn!(
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o077 != 0 => tracing::warn!(
                 path = %path.display(),
                 mode = format!("{:o}", m.permissions().mode() & 0o777),
                 "the database file is readable by others; it holds signing keys: chmod 600 it"

@@ -87,6 +87,9 @@ pub fn claim(url: &str) -> Result<Writers, LockError> {
     let Some(db) = sqlite_file(url) else {
         return Ok(Writers::Sole(None));
     };
+    // the file itself, whatever name it is reached by (a symlink or a hard path to the same
+    // file must meet the same lock); a file not created yet has no other names
+    let db = std::fs::canonicalize(&db).unwrap_or(db);
     let mut name = db.clone().into_os_string();
     name.push("-rolecall.lock");
     let path = PathBuf::from(name);
@@ -166,6 +169,25 @@ mod tests {
         assert!(claim(&other).unwrap().sole());
         drop(first);
         assert!(claim(&url).unwrap().sole());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_to_a_served_file_meets_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.db");
+        std::fs::write(&real, b"").unwrap();
+        let alias = dir.path().join("alias.db");
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        let first = claim(&format!("sqlite://{}", real.display())).unwrap();
+        assert!(matches!(
+            claim(&format!("sqlite://{}", alias.display())),
+            Err(LockError::Held { .. })
+        ));
+        drop(first);
+        assert!(claim(&format!("sqlite://{}", alias.display()))
+            .unwrap()
+            .sole());
     }
 
     #[test]
