@@ -15,5 +15,6 @@ mod groups;
 mod idp_replay;
 mod roles;
 mod search;
+mod tls;
 mod user_reads;
 mod users;
