@@ -230,6 +230,10 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("Bearer realm=\"rolecall\""),
             ));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // as on /scim/v2: the database is expected back; retry shortly
+            res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
         let mut body = json!({
             "type": "about:blank",
             "title": self.status.canonical_reason().unwrap_or("Error"),

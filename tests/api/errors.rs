@@ -871,6 +871,7 @@ async fn assert_database_unavailable(app_address: &str, token: &str) {
     }
     let r = within_10s(readyz).await.unwrap();
     assert_problem(&r, 503);
+    assert_eq!(r.header("retry-after"), Some("1"), "{}", r.text);
 }
 
 async fn database_closed_is_503(app: TestApp) {
