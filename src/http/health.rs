@@ -13,7 +13,7 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
-    match state.store.ping().await {
+    match state.store.ready().await {
         Ok(()) => Ok(HttpResponse::Ok()
             .content_type("application/json")
             .body(r#"{"status":"ready"}"#)),
@@ -21,7 +21,7 @@ pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unreachable",
+                "the database is unreachable, not migrated, or not writable",
             ))
         }
     }

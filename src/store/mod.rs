@@ -157,6 +157,8 @@ pub struct Store {
     local_token_writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// SQLite only: the writer task that commits concurrent user creates together.
     batcher: Option<batch::Batcher>,
+    /// SQLite only: the database file (None in memory), checked for writing by [`Store::ready`].
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -215,8 +217,9 @@ impl Store {
         };
         match backend {
             Backend::Sqlite => {
-                if let Some(path) = serve_lock::sqlite_file(url) {
-                    private_file(&path);
+                let sqlite_file = serve_lock::sqlite_file(url);
+                if let Some(path) = &sqlite_file {
+                    private_file(path);
                 }
                 let url = sqlite_url(url);
                 let connect = AnyConnectOptions::from_str(&url)?;
@@ -249,6 +252,7 @@ impl Store {
                     local_writes: Default::default(),
                     local_token_writes: Default::default(),
                     batcher: None,
+                    sqlite_file,
                 };
                 // the task holds a handle without a batcher, so it ends with the last sender
                 store.batcher = Some(batch::spawn(store.clone()));
@@ -268,6 +272,7 @@ impl Store {
                     local_writes: Default::default(),
                     local_token_writes: Default::default(),
                     batcher: None,
+                    sqlite_file: None,
                 })
             }
         }
@@ -310,6 +315,34 @@ impl Store {
     /// Is the database reachable?
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Ready to serve (`/readyz`): the database answers, its schema has every migration of
+    /// this build (a database dropped and created again under the server has none), and a
+    /// SQLite file can be opened for writing.
+    pub async fn ready(&self) -> Result<()> {
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM _sqlx_migrations")
+            .fetch_one(&self.read)
+            .await?;
+        let have: i64 = sqlx::Row::try_get(&row, "v")?;
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        let want = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        if have < want {
+            return Err(StoreError::Unavailable(sqlx::Error::Protocol(format!(
+                "the database schema is at migration {have}; this build needs {want} \
+                 (run rolecall migrate)"
+            ))));
+        }
+        if let Some(path) = &self.sqlite_file {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+        }
         Ok(())
     }
 
@@ -655,6 +688,32 @@ mod private_file_tests {
                 assert!(!suffix.is_empty(), "the database was not created");
             }
         }
+        store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod ready_tests {
+    /// `/readyz` is not ready on a database without this build's schema (a PostgreSQL database
+    /// dropped and created again under a running server looks like this).
+    #[tokio::test]
+    async fn ready_needs_every_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/r.db", dir.path().display());
+        let store = super::Store::connect(&url, &super::StoreOptions::default())
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        let err = store.ready().await.unwrap_err();
+        assert!(matches!(err, super::StoreError::Database(_)), "{err:?}");
+        store.migrate().await.unwrap();
+        store.ready().await.unwrap();
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
+            .execute(&store.write)
+            .await
+            .unwrap();
+        let err = store.ready().await.unwrap_err().to_string();
+        assert!(err.contains("rolecall migrate"), "{err}");
         store.close().await;
     }
 }
