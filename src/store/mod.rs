@@ -58,10 +58,12 @@ pub enum StoreError {
     PreconditionFailed(i64),
     #[error(transparent)]
     Invalid(#[from] ProtocolError),
+    // the sqlx error is in the message, and not also a `source`: error chains would print it
+    // (and sqlx's own sources) again after it
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(sqlx::Error),
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// Optimistic retries ran out under concurrent changes to one resource.
