@@ -33,25 +33,14 @@ pub async fn replace_user(
     }
     // A PUT that leaves out `active` keeps the user's current value (RFC 7644 §3.5.1 lets a
     // server keep omitted readWrite attributes): a profile update must never reactivate a
-    // deactivated user by omission. The value is read and the write made against the version
-    // it was read at, retried if the user changed in between.
-    for attempt in 0..PATCH_ATTEMPTS {
-        let current = store.get_user(id).await?;
-        check_version(if_match, current.version)?;
+    // deactivated user by omission.
+    rewrite_user(store, id, if_match, "user.replace", actor, |current| {
         let mut n = n.clone();
         n.active = current.active;
         n.doc.insert("active".into(), Value::Bool(current.active));
-        match store
-            .replace_user(id, &n, Some(current.version), "user.replace", actor)
-            .await
-        {
-            Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => backoff(attempt).await,
-            other => return other,
-        }
-    }
-    Err(StoreError::Conflict(
-        "the user is being changed concurrently; retry".into(),
-    ))
+        Ok(n)
+    })
+    .await
 }
 
 pub async fn patch_user(
@@ -62,14 +51,31 @@ pub async fn patch_user(
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     let ops = patch::parse_patch(body)?;
+    rewrite_user(store, id, if_match, "user.patch", actor, |current| {
+        let mut doc = current.doc.clone();
+        patch::apply(ResourceKind::User, &mut doc, &ops)?;
+        Ok(normalize(ResourceKind::User, Value::Object(doc))?)
+    })
+    .await
+}
+
+/// Replace a user with what `change` makes of its current row: read, check `If-Match`, write
+/// against the version read, and start again if the user changed in between (unless the client
+/// named a version, which is then simply stale).
+async fn rewrite_user(
+    store: &Store,
+    id: &str,
+    if_match: Option<i64>,
+    action: &str,
+    actor: &Actor,
+    change: impl Fn(&UserRow) -> Result<crate::scim::resource::Normalized, StoreError>,
+) -> Result<UserRow, StoreError> {
     for attempt in 0..PATCH_ATTEMPTS {
         let current = store.get_user(id).await?;
         check_version(if_match, current.version)?;
-        let mut doc = current.doc.clone();
-        patch::apply(ResourceKind::User, &mut doc, &ops)?;
-        let n = normalize(ResourceKind::User, Value::Object(doc))?;
+        let n = change(&current)?;
         match store
-            .replace_user(id, &n, Some(current.version), "user.patch", actor)
+            .replace_user(id, &n, Some(current.version), action, actor)
             .await
         {
             Err(StoreError::PreconditionFailed(_)) if if_match.is_none() => backoff(attempt).await,
