@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ProtocolError, ScimType};
 use super::filter::{self, AttrPath, CompValue, CompareOp, Filter, PatchPath};
-use super::resource::{parse_members, MemberRef, ResourceKind};
+use super::resource::{extension_key, parse_members, MemberRef, ResourceKind};
 use super::schema::{find_attr, AttrDef, AttrType, Mutability, PATCH_OP_SCHEMA};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,9 +141,7 @@ pub fn parse_patch(body: Value) -> Result<Vec<PatchOp>, ProtocolError> {
 }
 
 fn is_extension_urn(p: &str) -> bool {
-    [ResourceKind::User, ResourceKind::Group]
-        .iter()
-        .any(|k| k.extension(p).is_some())
+    super::resource::is_whole_extension(p)
 }
 
 /// Apply `ops` to `doc` in order. On error `doc` may be partly changed: the caller applies
@@ -162,7 +160,7 @@ pub fn apply(
             }
             (None, Some(urn)) => {
                 // whole extension object
-                let Some((urn, _)) = kind.extension(urn) else {
+                let Some(urn) = extension_key(kind, doc, urn) else {
                     return Err(ProtocolError::invalid_path(format!(
                         "\"{urn}\" is not an extension of {}",
                         kind.as_str()
@@ -170,11 +168,11 @@ pub fn apply(
                 };
                 match (op.op, op.value.clone()) {
                     (OpKind::Remove, _) => {
-                        doc.remove(urn);
+                        doc.remove(&urn);
                     }
                     (_, Some(Value::Object(values))) => {
                         for (k, v) in values {
-                            let path = simple_path(Some(urn), &k)?;
+                            let path = simple_path(Some(&urn), &k)?;
                             apply_path(kind, doc, op.op, &path, v, &mut changes)?;
                         }
                     }
@@ -198,14 +196,17 @@ pub fn apply(
                     {
                         continue; // Okta's rename sends {id, displayName}; id is not changed
                     }
-                    if let Some((urn, _)) = kind.extension(&k) {
+                    let whole = super::resource::is_whole_extension(&k)
+                        .then(|| extension_key(kind, doc, &k))
+                        .flatten();
+                    if let Some(urn) = whole {
                         let Value::Object(ext) = v else {
                             return Err(ProtocolError::invalid_value(format!(
                                 "the value for \"{urn}\" must be an object"
                             )));
                         };
                         for (sk, sv) in ext {
-                            let path = simple_path(Some(urn), &sk)?;
+                            let path = simple_path(Some(&urn), &sk)?;
                             apply_path(kind, doc, op.op, &path, sv, &mut changes)?;
                         }
                         continue;
@@ -219,6 +220,11 @@ pub fn apply(
             }
         }
     }
+    // an extension whose last attribute was removed is gone, not an empty object
+    doc.retain(|k, v| {
+        let extension = kind.extension(k).is_some() || super::resource::is_foreign_extension(k);
+        !(extension && v.as_object().is_some_and(Map::is_empty))
+    });
     Ok(changes)
 }
 
@@ -266,15 +272,18 @@ fn apply_path(
         )));
     }
     let def = kind.attr(schema, &path.attr.attr);
-    if schema.is_some() && def.is_none() && kind.extension(schema.unwrap_or_default()).is_none() {
-        let core = schema.is_some_and(|s| s.eq_ignore_ascii_case(kind.core_schema()));
-        if !core {
-            return Err(ProtocolError::invalid_path(format!(
-                "unknown schema in path \"{}\"",
-                path
-            )));
-        }
-    }
+    // the extension object holding the attribute (None: the document itself)
+    let extension = match schema {
+        Some(s) if !core => match extension_key(kind, doc, s) {
+            Some(key) => Some(key),
+            None => {
+                return Err(ProtocolError::invalid_path(format!(
+                    "unknown schema in path \"{path}\""
+                )))
+            }
+        },
+        _ => None,
+    };
     if let Some(def) = def {
         match def.mutability {
             Mutability::ReadOnly => {
@@ -288,11 +297,9 @@ fn apply_path(
         }
     }
     // the object holding the attribute: the document, or an extension object inside it
-    let container: &mut Map<String, Value> = match schema.and_then(|s| kind.extension(s)) {
-        Some((urn, _)) => {
-            let slot = doc
-                .entry(urn.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
+    let container: &mut Map<String, Value> = match extension {
+        Some(urn) => {
+            let slot = doc.entry(urn).or_insert_with(|| Value::Object(Map::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Map::new());
             }
@@ -884,6 +891,89 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.scim_type, ScimType::NoTarget);
+    }
+
+    /// Entra ID's custom extension attributes (`urn:...:CustomExtensionName:2.0:User:tag`):
+    /// an extension rolecall does not model is changed like any attribute it keeps as sent,
+    /// by attribute path, by whole-extension path, and in a path-less value.
+    #[test]
+    fn foreign_extensions_are_patched() {
+        const CUSTOM: &str = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
+        let mut d = user();
+        d.insert(CUSTOM.into(), json!({"tag": "701984"}));
+        let tag = format!("{CUSTOM}:tag");
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([
+                {"op": "Replace", "path": "active", "value": "False"},
+                {"op": "Replace", "path": tag, "value": "701985"},
+            ])),
+        )
+        .unwrap();
+        assert_eq!(d["active"], "False");
+        assert_eq!(d[CUSTOM], json!({"tag": "701985"}));
+
+        // the URN in another case finds the same object; a whole-extension path merges
+        let upper = CUSTOM.to_uppercase();
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([
+                {"op": "add", "path": format!("{upper}:costCode"), "value": "7"},
+                {"op": "replace", "path": CUSTOM, "value": {"tag": "1", "site": "Oslo"}},
+            ])),
+        )
+        .unwrap();
+        assert_eq!(
+            d[CUSTOM],
+            json!({"tag": "1", "costCode": "7", "site": "Oslo"})
+        );
+        assert!(!d.contains_key(&upper));
+
+        // path-less (aadOptscim062020): attribute keys and a whole-extension key, and an
+        // extension not seen before
+        let other = "urn:ietf:params:scim:schemas:extension:Microsoft:Entra:2.0:User";
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([{"op": "replace", "value": {
+                tag.clone(): "2",
+                format!("{other}:extensionAttribute1"): "x",
+                CUSTOM: {"site": "Bergen"},
+            }}])),
+        )
+        .unwrap();
+        assert_eq!(d[CUSTOM]["tag"], "2");
+        assert_eq!(d[CUSTOM]["site"], "Bergen");
+        assert_eq!(d[other], json!({"extensionAttribute1": "x"}));
+
+        // removing the last attribute removes the extension; removing a whole one too
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([
+                {"op": "remove", "path": format!("{other}:extensionAttribute1")},
+                {"op": "remove", "path": CUSTOM},
+            ])),
+        )
+        .unwrap();
+        assert!(!d.contains_key(other) && !d.contains_key(CUSTOM), "{d:?}");
+
+        // a core schema's URN (or a prefix of it) is not an extension
+        for path in [
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+            "urn:ietf:params:scim:schemas:core:2.0:User:nope:x",
+            "urn:ietf:params:scim:api:messages:2.0:PatchOp:x",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager:x",
+        ] {
+            let r = apply(
+                ResourceKind::User,
+                &mut d,
+                &patch(json!([{"op": "add", "path": path, "value": "v"}])),
+            );
+            assert!(r.is_err(), "{path}: {d:?}");
+        }
     }
 
     #[test]

@@ -74,6 +74,72 @@ impl ResourceKind {
     }
 }
 
+/// Whether `urn` names a schema extension rolecall does not model, such as Entra ID's
+/// `urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User`: any `urn:` outside
+/// the core schemas' and SCIM messages' namespaces that neither is, nor starts with, nor is
+/// the start of a known schema's URN (so `urn:ietf:params:scim:schemas:core:2.0` and
+/// `...:enterprise:2.0:User:manager` are never taken for one).
+/// Such an extension's object is kept as sent, listed in `schemas`, and changed by PATCH
+/// like any attribute rolecall does not model.
+pub fn is_foreign_extension(urn: &str) -> bool {
+    let lower = urn.to_ascii_lowercase();
+    let known = [USER_SCHEMA, GROUP_SCHEMA, ENTERPRISE_USER_SCHEMA].map(str::to_ascii_lowercase);
+    lower.starts_with("urn:")
+        && lower.len() > "urn:".len()
+        && !lower.starts_with("urn:ietf:params:scim:api:")
+        && !lower.starts_with("urn:ietf:params:scim:schemas:core:")
+        && !known
+            .iter()
+            .any(|k| k.starts_with(&lower) || lower.starts_with(k.as_str()))
+}
+
+/// Whether a PATCH path names a whole extension object rather than an attribute inside one:
+/// a known extension's URN, or a foreign one ending with a resource type's name
+/// (`...:2.0:User`), as schema URNs do.
+pub fn is_whole_extension(path: &str) -> bool {
+    let ends_with_type = ["User", "Group"].iter().any(|t| {
+        path.len() > t.len()
+            && path.is_char_boundary(path.len() - t.len() - 1)
+            && path[path.len() - t.len() - 1..].eq_ignore_ascii_case(&format!(":{t}"))
+    });
+    [ResourceKind::User, ResourceKind::Group]
+        .iter()
+        .any(|k| k.extension(path).is_some())
+        || (ends_with_type && is_foreign_extension(path))
+}
+
+/// The key of `doc` that holds the extension `urn`: the canonical URN of a known extension,
+/// or for a foreign one the key already in `doc` (compared case-insensitively), else `urn`
+/// as written. None when `urn` is not an extension of `kind`.
+pub fn extension_key(kind: ResourceKind, doc: &Map<String, Value>, urn: &str) -> Option<String> {
+    if let Some((canonical, _)) = kind.extension(urn) {
+        return Some(canonical.to_string());
+    }
+    is_foreign_extension(urn).then(|| {
+        doc.keys()
+            .find(|k| k.eq_ignore_ascii_case(urn))
+            .cloned()
+            .unwrap_or_else(|| urn.to_string())
+    })
+}
+
+/// `schemas` of a stored resource: its core schema, the known extensions it holds, then the
+/// foreign ones it holds (in the document's order).
+pub fn schemas_of(kind: ResourceKind, doc: &Map<String, Value>) -> Value {
+    let mut schemas = vec![Value::String(kind.core_schema().to_string())];
+    for (urn, _) in kind.extensions() {
+        if doc.get(*urn).is_some_and(Value::is_object) {
+            schemas.push(Value::String(urn.to_string()));
+        }
+    }
+    for (k, v) in doc {
+        if v.is_object() && is_foreign_extension(k) {
+            schemas.push(Value::String(k.clone()));
+        }
+    }
+    Value::Array(schemas)
+}
+
 /// Members of a group as the client sent them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRef {

@@ -12,7 +12,8 @@ both!(
     okta_user_life_cycle,
     okta_group_push,
     entra_user_life_cycle,
-    entra_group_life_cycle
+    entra_group_life_cycle,
+    entra_custom_extension_and_email_matching,
 );
 
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -853,4 +854,97 @@ async fn entra_group_life_cycle(app: TestApp) {
     )
     .await;
     list_of(&r, 0);
+}
+
+/// Microsoft's SCIM tutorial maps a directory attribute to a custom extension
+/// (`urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User:tag`) and lets the
+/// admin match users on `emails[type eq "work"].value` ("a GET to /Users with a filter must
+/// allow for both `userName eq ...` and `emails[type eq "work"].value eq ...` queries").
+/// Found by an audit: such a PATCH was a 400 that also threw away the deactivation sent with
+/// it (Entra retries it forever), and the email match was a 400 `invalidFilter`.
+async fn entra_custom_extension_and_email_matching(app: TestApp) {
+    const CUSTOM: &str = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
+    let created = app
+        .post(
+            "/scim/v2/Users",
+            &json!({
+                "schemas": [USER, ENTERPRISE, CUSTOM],
+                "userName": "bjensen@contoso.com",
+                "externalId": "bjensen",
+                "active": true,
+                "emails": [{"primary": true, "type": "work", "value": "Bjensen@contoso.com"},
+                           {"type": "home", "value": "babs@example.com"}],
+                "phoneNumbers": [{"type": "work", "value": "+1 555 0100"}],
+                ENTERPRISE: {"department": "Tour Operations"},
+                CUSTOM: {"tag": "701984"},
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_resource(&app, &created.body, "User", &id);
+    // every extension the user holds is in `schemas`
+    assert_eq!(created.body["schemas"], json!([USER, ENTERPRISE, CUSTOM]));
+    assert_eq!(created.body[CUSTOM], json!({"tag": "701984"}));
+
+    // the joining-property lookups (case-insensitive on the value, as emails.value is)
+    for filter in [
+        r#"emails[type eq "work"].value eq "bjensen@contoso.com""#,
+        r#"userName eq "bjensen@contoso.com" or emails[type eq "work"].value eq "nobody@contoso.com""#,
+        r#"phoneNumbers[type eq "work"].value eq "+1 555 0100""#,
+    ] {
+        let found = list_of(&lookup(&app, "/scim/v2/Users", filter, "").await, 1);
+        assert_eq!(found[0]["id"], id.as_str(), "{filter}");
+    }
+    for filter in [
+        r#"emails[type eq "home"].value eq "bjensen@contoso.com""#,
+        r#"emails[type eq "work"].value eq "babs@example.com""#,
+    ] {
+        list_of(&lookup(&app, "/scim/v2/Users", filter, "").await, 0);
+    }
+
+    // default dialect: a deactivation and a custom attribute in one PATCH
+    let path = format!("/scim/v2/Users/{id}");
+    let r = app
+        .patch(
+            &path,
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "Replace", "path": "active", "value": "False"},
+                {"op": "Replace", "path": format!("{CUSTOM}:tag"), "value": "701985"},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["active"], false);
+    assert_eq!(r.body[CUSTOM], json!({"tag": "701985"}));
+    // aadOptscim062020: path-less, with the attribute's URN key and a new extension
+    let other = "urn:ietf:params:scim:schemas:extension:Microsoft:Entra:2.0:User";
+    let r = app
+        .patch(
+            &path,
+            &json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {
+                "active": true,
+                format!("{CUSTOM}:tag"): "701986",
+                format!("{other}:extensionAttribute1"): "x",
+            }}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body[CUSTOM]["tag"], "701986");
+    assert_eq!(r.body["schemas"], json!([USER, ENTERPRISE, CUSTOM, other]));
+    // removing an extension's last attribute removes it from the user and from `schemas`
+    let r = app
+        .patch(
+            &path,
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "Remove", "path": format!("{other}:extensionAttribute1")},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["schemas"], json!([USER, ENTERPRISE, CUSTOM]));
+    assert!(r.body.get(other).is_none(), "{}", r.text);
+    let got = app.get(&path).await;
+    assert_eq!(got.body, r.body);
 }

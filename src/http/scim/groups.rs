@@ -17,7 +17,6 @@ use crate::http::{AppState, Caller, State};
 use crate::provision;
 use crate::scim::projection::Projection;
 use crate::scim::resource::ResourceKind;
-use crate::scim::schema::GROUP_SCHEMA;
 use crate::store::{Actor, GroupRow, MemberRow, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -64,7 +63,8 @@ pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
 /// The rendered group with `members: null` where the member list goes, and that list.
 fn render_parts(group: GroupRow, base: &str) -> (Map<String, Value>, Option<Vec<MemberRow>>) {
     let mut doc = group.doc;
-    doc.insert("schemas".into(), json!([GROUP_SCHEMA]));
+    let schemas = crate::scim::resource::schemas_of(ResourceKind::Group, &doc);
+    doc.insert("schemas".into(), schemas);
     doc.insert("id".into(), json!(group.id));
     if group.members.is_some() {
         doc.insert("members".into(), Value::Null);

@@ -15,8 +15,8 @@ use crate::http::error::ScimError;
 use crate::http::{AppState, Caller, State};
 use crate::provision;
 use crate::scim::key::{user_key, UserKey};
+use crate::scim::resource::schemas_of;
 use crate::scim::resource::ResourceKind;
-use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
 use crate::store::{Actor, StoreError, UserRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -45,11 +45,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// A stored user as SCIM JSON.
 pub fn render(user: UserRow, base: &str) -> Map<String, Value> {
     let mut doc = user.doc;
-    let mut schemas = vec![json!(USER_SCHEMA)];
-    if doc.contains_key(ENTERPRISE_USER_SCHEMA) {
-        schemas.push(json!(ENTERPRISE_USER_SCHEMA));
-    }
-    doc.insert("schemas".into(), Value::Array(schemas));
+    let schemas = schemas_of(ResourceKind::User, &doc);
+    doc.insert("schemas".into(), schemas);
     doc.insert("id".into(), json!(user.id));
     doc.insert("active".into(), json!(user.active));
     if !user.groups.is_empty() {

@@ -378,6 +378,17 @@ impl<'a> Parser<'a> {
         let path = parse_attr_path(word, at)?;
         self.pos += 1;
 
+        match self.peek() {
+            Some(next) if next.kind == Kind::LBracket && !next.ws_before => {
+                let open_at = next.start;
+                self.parse_value_path(path, open_at)
+            }
+            _ => Ok((self.parse_comparison(path, word)?, 0)),
+        }
+    }
+
+    /// `pr` or `op value` after the attribute path `path` (written `word`).
+    fn parse_comparison(&mut self, path: AttrPath, word: &str) -> Result<Filter, FilterError> {
         let Some(next) = self.peek().cloned() else {
             return Err(FilterError::new(
                 format!(
@@ -388,7 +399,6 @@ impl<'a> Parser<'a> {
             ));
         };
         match next.kind {
-            Kind::LBracket if !next.ws_before => self.parse_value_path(path, next.start),
             Kind::Word(op_word) if op_word.eq_ignore_ascii_case("pr") => {
                 self.pos += 1;
                 if let Some(t) = self.peek() {
@@ -396,13 +406,13 @@ impl<'a> Parser<'a> {
                         return Err(FilterError::new("\"pr\" takes no value", t.start));
                     }
                 }
-                Ok((Filter::Present(path), 0))
+                Ok(Filter::Present(path))
             }
             Kind::Word(op_word) => match CompareOp::from_keyword(op_word) {
                 Some(op) => {
                     self.pos += 1;
                     let value = self.parse_value(op_word)?;
-                    Ok((Filter::Compare { path, op, value }, 0))
+                    Ok(Filter::Compare { path, op, value })
                 }
                 None => Err(self.expected_operator(word, &next)),
             },
@@ -446,23 +456,36 @@ impl<'a> Parser<'a> {
         self.leave();
         let height = deeper(h, open_at)?;
 
-        if let Some(t) = self.peek() {
-            if let Kind::Word(w) = t.kind {
-                if let (Some(sub), false) = (w.strip_prefix('.'), t.ws_before) {
+        // `emails[type eq "work"].value eq "x"`: RFC 7644's filter grammar has no sub-attribute
+        // after a value filter (only PATCH paths do), but Entra ID documents this form for its
+        // matching lookups; it means `emails[type eq "work" and value eq "x"]`, and is parsed
+        // (and printed back) as that.
+        let sub = match self.peek() {
+            Some(t) if !t.ws_before => match t.kind {
+                Kind::Word(w) => w.strip_prefix('.').map(|sub| (sub, w, t.start)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let inner = match sub {
+            None => inner,
+            Some((sub, word, at)) => {
+                let sub_path = parse_attr_path(sub, at + 1)?;
+                if sub_path.schema.is_some() || sub_path.sub_attr.is_some() {
                     return Err(FilterError::new(
                         format!(
-                            "unexpected {} after \"]\": a filter cannot select a sub-attribute of a value path \
-                             (that is only allowed in PATCH paths); compare it inside the brackets instead, \
-                             e.g. {}[... and {} eq \"...\"]",
-                            quote(w),
-                            path,
-                            sub
+                            "after \"]\" only a sub-attribute name may follow, e.g. {path}[...].value; found {}",
+                            quote(word)
                         ),
-                        t.start,
+                        at,
                     ));
                 }
+                self.pos += 1;
+                let word = format!("{path}[...]{word}");
+                let compare = self.parse_comparison(sub_path, &word)?;
+                Filter::And(Box::new(inner), Box::new(compare))
             }
-        }
+        };
         Ok((
             Filter::ValuePath {
                 path,
@@ -896,11 +919,45 @@ mod tests {
             "value filters cannot be nested",
             35,
         );
+        // Entra ID's matching form: a sub-attribute after the value filter, compared; the
+        // same as comparing it inside the brackets
+        assert_eq!(
+            ok(r#"emails[type eq "work"].value eq "x""#),
+            vp("emails", and(eq("type", s("work")), eq("value", s("x"))))
+        );
+        assert_eq!(
+            ok(r#"emails[type eq "work" or type eq "home"].Value co "@x" and userName pr"#),
+            and(
+                vp(
+                    "emails",
+                    and(
+                        or(eq("type", s("work")), eq("type", s("home"))),
+                        cmp(path("Value"), CompareOp::Co, s("@x"))
+                    )
+                ),
+                pr("userName")
+            )
+        );
+        assert_eq!(
+            ok(r#"addresses[type eq "work"].locality pr"#).to_string(),
+            r#"addresses[type eq "work" and locality pr]"#
+        );
+        let printed = ok(r#"emails[type eq "a" or type eq "b"].value eq "x""#).to_string();
+        assert_eq!(
+            ok(&printed),
+            ok(r#"emails[type eq "a" or type eq "b"].value eq "x""#)
+        );
         assert_err(
-            r#"emails[type eq "work"].value eq "x""#,
-            "a filter cannot select a sub-attribute of a value path",
+            r#"emails[type eq "work"].value"#,
+            "expected a comparison operator",
+            28,
+        );
+        assert_err(
+            r#"emails[type eq "work"].value.display eq "x""#,
+            "only a sub-attribute name may follow",
             22,
         );
+        assert_err(r#"emails[type eq "work"] .value eq "x""#, "expected", 23);
         assert_err(
             r#"emails.type[value pr]"#,
             "must follow a multi-valued attribute",
