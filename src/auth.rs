@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::{Store, StoreError, TokenRow};
+use crate::store::{StoreError, TokenRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -198,19 +198,6 @@ pub fn verify(
         return Err(AuthError::WrongScope { have, need });
     }
     Ok(stored.principal.clone())
-}
-
-/// Check a presented bearer token by reading its row from the database.
-pub async fn authenticate(
-    store: &Store,
-    presented: Option<&str>,
-    need: Scope,
-) -> Result<Principal, AuthError> {
-    let row = match presented.and_then(token_id) {
-        Some((id, _)) => store.find_token(id).await?,
-        None => None,
-    };
-    verify(presented, row.as_ref().map(Credential::from).as_ref(), need)
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             tracing::info!(settings = ?settings, "starting rolecall");
-            let writers = startup::claim(&settings)?;
+            let claimed = startup::claim(&settings)?;
             let store = startup::connect(&settings).await?;
             if let Some(file) = &a.mappings {
                 let access = Access::load(store.clone()).await?;
@@ -203,9 +203,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(apply_error)?;
                 tracing::info!(file = %file.display(), version, changes = !diff.is_empty(), "applied mapping file");
             }
-            let app = Application::build_claimed(settings, store, writers).await?;
+            let app = Application::build_claimed(settings, store, claimed).await?;
             tracing::info!(port = app.port(), "listening");
-            app.run_until_stopped(startup::shutdown_signal()).await
+            app.run_until_signalled().await
         }
         Command::Migrate => {
             let settings = Settings {

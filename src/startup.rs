@@ -1,5 +1,5 @@
-//! Build the application: connect and migrate the store, bind the listener (port 0 works),
-//! and run until a shutdown future completes.
+//! Build the application: claim the database and the listening address, connect and migrate
+//! the store, and run until a shutdown future completes.
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -27,31 +27,43 @@ pub struct Application {
     _writers: Writers,
 }
 
-/// Claim the configured database for one server (SQLite: fails if another `rolecall serve`
-/// uses the file; see `store::serve_lock`).
-pub fn claim(settings: &Settings) -> anyhow::Result<Writers> {
-    Ok(serve_lock::claim(&settings.database_url)?)
+/// What a server takes before doing anything slow (migrations, loading the directory): its
+/// database (on SQLite the lock that keeps a second `rolecall serve` off the file; see
+/// `store::serve_lock`) and its listening socket, so that a second server or an address in
+/// use fails at once. Connections that arrive before the server runs wait in the socket's
+/// backlog.
+pub struct Claim {
+    writers: Writers,
+    listener: TcpListener,
+}
+
+pub fn claim(settings: &Settings) -> anyhow::Result<Claim> {
+    let writers = serve_lock::claim(&settings.database_url)?;
+    let listener = TcpListener::bind(&settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    Ok(Claim { writers, listener })
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let writers = claim(&settings)?;
+        let claimed = claim(&settings)?;
         let store = connect(&settings).await?;
-        Self::build_claimed(settings, store, writers).await
+        Self::build_claimed(settings, store, claimed).await
     }
 
-    /// Build on a connected store, claiming its database first.
+    /// Build on a connected store, claiming its database and address first.
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
-        let writers = claim(&settings)?;
-        Self::build_claimed(settings, store, writers).await
+        let claimed = claim(&settings)?;
+        Self::build_claimed(settings, store, claimed).await
     }
 
-    /// Build on a connected store whose database `writers` says who may write to.
+    /// Build on a connected store, with the database and address `claimed` for it.
     pub async fn build_claimed(
         settings: Settings,
         store: Store,
-        writers: Writers,
+        claimed: Claim,
     ) -> anyhow::Result<Self> {
+        let Claim { writers, listener } = claimed;
         let access = Access::load(store.clone())
             .await
             .context("loading users, groups and mappings")?;
@@ -86,8 +98,6 @@ impl Application {
             "resolved every user's roles"
         );
         let follower = access.spawn_follower(Duration::from_millis(settings.feed_poll_ms.max(10)));
-        let listener = TcpListener::bind(&settings.listen)
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
         let limit = settings.max_body_bytes;
@@ -128,6 +138,22 @@ impl Application {
 
     /// Serve until `shutdown` completes, then stop gracefully and close the database.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.run(shutdown, std::future::pending()).await
+    }
+
+    /// Serve until SIGINT or SIGTERM, then stop gracefully; a second signal during the
+    /// graceful stop ends the process at once.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        self.run(shutdown_signal(), shutdown_signal()).await
+    }
+
+    /// Serve until `shutdown`, then stop gracefully (in-flight requests get up to
+    /// `--shutdown-timeout`) unless `force` completes first.
+    async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+        force: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
         tokio::pin!(server);
@@ -135,11 +161,22 @@ impl Application {
             res = &mut server => res?,
             () = shutdown => {
                 tracing::info!(
-                    "shutting down: in-flight requests have up to --shutdown-timeout to finish"
+                    "shutting down: in-flight requests have up to --shutdown-timeout to finish \
+                     (a second signal stops at once)"
                 );
-                // the server future must keep running to act on the stop command
-                let (_, res) = tokio::join!(handle.stop(true), &mut server);
-                res?;
+                // the command is sent when `stop` is called; the server future must keep
+                // running to act on it
+                let stopped = handle.stop(true);
+                tokio::select! {
+                    (_, res) = async { tokio::join!(stopped, &mut server) } => res?,
+                    () = force => {
+                        // a stop in progress takes no second command: leave the requests
+                        // still running (their transactions roll back when the process
+                        // exits) and the connections to the operating system
+                        tracing::warn!("second signal: stopping now, without waiting for in-flight requests");
+                        anyhow::bail!("stopped by a second signal before in-flight requests finished");
+                    }
+                }
             }
         }
         self.follower.abort();

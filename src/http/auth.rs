@@ -1,7 +1,8 @@
 //! Authentication for every protected path, by prefix: `/scim/v2` needs a `scim` token,
 //! `/v1` and `/access/v1` a `lookup` token, `/admin` an `admin` token. Tokens are checked
 //! against the in-memory copy (kept current by the change feed); an id not yet known there
-//! (a token just created by another process) is looked up in the database.
+//! (a token just created by another process) is looked for again after a read barrier on
+//! the change feed, never by a database query of its own.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -53,6 +54,13 @@ fn error_response(e: AuthError, scim: bool) -> HttpResponse {
     ApiError::new(status, e.to_string()).error_response()
 }
 
+fn unavailable(e: crate::access::AccessError) -> AuthError {
+    match e {
+        crate::access::AccessError::Store(s) => AuthError::Store(s),
+        other => AuthError::Store(crate::store::StoreError::Corrupt(other.to_string())),
+    }
+}
+
 async fn check(
     state: &State,
     presented: Option<&str>,
@@ -64,22 +72,24 @@ async fn check(
     } else {
         state.access.fresh().await
     };
-    fresh.map_err(|e| match e {
-        crate::access::AccessError::Store(s) => AuthError::Store(s),
-        other => AuthError::Store(crate::store::StoreError::Corrupt(other.to_string())),
-    })?;
+    fresh.map_err(unavailable)?;
     let Some(id) = presented.and_then(auth::token_id).map(|(id, _)| id) else {
         return auth::verify(presented, None, need);
     };
-    if let Some(verdict) = state
-        .access
-        .with_token(id, |row| auth::verify(presented, Some(row), need))
-    {
+    let known = |state: &State| {
+        state
+            .access
+            .with_token(id, |row| auth::verify(presented, Some(row), need))
+    };
+    if let Some(verdict) = known(state) {
         return verdict;
     }
-    let row = state.access.store().find_token(id).await?;
-    let stored = row.as_ref().map(auth::Credential::from);
-    auth::verify(presented, stored.as_ref(), need)
+    // Not known here: perhaps created a moment ago by another process. A read barrier (a
+    // catch-up with the change feed that started after this request arrived) brings in
+    // every token committed before it; concurrent requests with unknown ids share one feed
+    // query, so a flood of made-up ids costs the database one query at a time, not one each.
+    state.access.barrier().await.map_err(unavailable)?;
+    known(state).unwrap_or_else(|| auth::verify(presented, None, need))
 }
 
 pub async fn authenticate(

@@ -194,6 +194,36 @@ fn private_file(path: &std::path::Path) {
     let _ = path;
 }
 
+/// Whether this process may write `path`, asked with access(2). Never by opening the file:
+/// closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// included, after which another process (a `rolecall` CLI verb) closing its connection
+/// believes it is the last one, checkpoints and deletes the write-ahead log this server is
+/// still writing to, and acknowledged writes are lost.
+#[cfg(unix)]
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; access(2) only
+    // reads it.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::metadata(path)?.permissions().readonly() {
+        false => Ok(()),
+        true => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the database file is read-only",
+        )),
+    }
+}
+
 /// `sqlite://path` gains `mode=rwc` (create the file if missing) unless a mode is given.
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
@@ -340,10 +370,7 @@ impl Store {
             ))));
         }
         if let Some(path) = &self.sqlite_file {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+            writable(path).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         }
         Ok(())
     }

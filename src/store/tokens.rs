@@ -60,16 +60,6 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    pub async fn find_token(&self, id: &str) -> Result<Option<TokenRow>> {
-        let row = sqlx::query(
-            "SELECT id, name, scope, secret_hash, created FROM api_tokens WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
     pub async fn revoke_token(&self, name: &str, actor: &Actor) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let row = sqlx::query("DELETE FROM api_tokens WHERE name = $1 RETURNING id, scope")

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use crate::both;
-use crate::helpers::{new_token, Resp, TestApp, USER};
+use crate::helpers::{metric, new_token, Resp, TestApp, USER};
 
 both!(
     missing_or_wrong_token_is_401,
@@ -137,6 +137,32 @@ async fn missing_or_wrong_token_is_401(app: TestApp) {
     assert_401(&r);
     // and the valid token still works after all that
     assert_eq!(scim_get(&app, Some(&app.token), &[]).await.status, 200);
+
+    // A well-formed id this server does not know waits for a read barrier on the change
+    // feed (it may be a token another process just created), which concurrent requests
+    // share; it is never a database query per request of its own.
+    let barriers = "rolecall_feed_barriers_total";
+    let catch_ups = "rolecall_feed_catch_ups_total";
+    let (b0, c0) = (
+        metric(&app, barriers, &[]).await,
+        metric(&app, catch_ups, &[]).await,
+    );
+    let made_up: Vec<String> = (0..32)
+        .map(|_| format!("Bearer rc_{}_{}", hex(16), hex(64)))
+        .collect();
+    let answers = futures_util::future::join_all(
+        made_up
+            .iter()
+            .map(|t| async { scim_get(&app, None, &[("authorization", t.as_str())]).await }),
+    )
+    .await;
+    answers.iter().for_each(assert_401);
+    let (b1, c1) = (
+        metric(&app, barriers, &[]).await,
+        metric(&app, catch_ups, &[]).await,
+    );
+    assert!(b1 - b0 >= 32.0, "barriers {b0} -> {b1}");
+    assert!(c1 - c0 <= 32.0, "catch-ups {c0} -> {c1} for 32 barriers");
 }
 
 async fn call(
@@ -522,6 +548,10 @@ struct Served {
 
 impl Served {
     async fn start(dir: &Path, db: &str, rust_log: Option<&str>) -> Self {
+        Self::start_with(dir, db, rust_log, &[]).await
+    }
+
+    async fn start_with(dir: &Path, db: &str, rust_log: Option<&str>, extra: &[&str]) -> Self {
         // bind port 0 to find a free port, then hand the port to the server
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -540,6 +570,7 @@ impl Served {
             "--workers",
             "1",
         ])
+        .args(extra)
         .stdout(Stdio::from(file.try_clone().unwrap()))
         .stderr(Stdio::from(file));
         if let Some(filter) = rust_log {
@@ -578,13 +609,22 @@ impl Served {
         std::fs::read_to_string(&self.log).unwrap()
     }
 
-    /// SIGTERM, then wait (at most `limit`) for the process to exit.
-    async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+    fn signal(&self, name: &str) {
         let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
+    }
+
+    /// SIGTERM, then wait (at most `limit`) for the process to exit.
+    async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(limit).await
+    }
+
+    /// Wait (at most `limit`) for the process to exit.
+    async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -595,7 +635,7 @@ impl Served {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "rolecall serve did not stop within {limit:?} of SIGTERM:\n{}",
+                    "rolecall serve did not stop within {limit:?} of the signal:\n{}",
                     self.log_text()
                 );
             }
@@ -745,6 +785,104 @@ async fn no_secret_in_the_logs_and_graceful_stop() {
             "not a JSON log line: {line}"
         );
     }
+}
+
+/// SIGTERM stops gracefully: a request still being received holds the stop (up to
+/// `--shutdown-timeout`); a second signal ends the process at once, with a failure status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/rolecall.db", dir.path().display());
+    let token = printed_secret(
+        &cli(
+            Db::Flag(&db),
+            &["token", "create", "--scope", "scim", "--name", "okta"],
+        )
+        .await,
+    );
+    let mut server =
+        Served::start_with(dir.path(), &db, None, &["--shutdown-timeout", "120"]).await;
+    // a POST whose body is announced but never finished: in flight until the client goes
+    let mut slow = tokio::net::TcpStream::connect(server.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 1000\r\n\r\n{{\"userName\":"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the graceful stop did not wait for the request in flight:\n{}",
+        server.log_text()
+    );
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        !status.success(),
+        "exit status after a forced stop: {status}"
+    );
+    let log = server.log_text();
+    assert!(log.contains("second signal"), "{log}");
+    // the connection of the request in flight is closed with the process
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection is still open");
+}
+
+/// Found by an audit: `/readyz` once opened the SQLite file to see that it could be written.
+/// Closing that descriptor dropped every POSIX lock the server held on the file, SQLite's
+/// included, so the next CLI verb run beside the server took itself for the last connection,
+/// checkpointed and deleted the write-ahead log the server was still writing to: writes
+/// acknowledged after that were lost at the next restart. The log must outlive the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_the_cli_beside_a_sqlite_server_keep_its_log() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite)
+        .await
+        .expect("SQLite is always there");
+    let wal = format!("{}-wal", app.database_url.trim_start_matches("sqlite://"));
+    app.create_user("before@example.com").await;
+    for round in 0..5 {
+        for _ in 0..3 {
+            let r = app
+                .request_with(Method::GET, "/readyz", None, None, &[])
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        let o = cli(Db::Flag(&app.database_url), &["token", "list"]).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            Path::new(&wal).exists(),
+            "round {round}: the CLI deleted the server's write-ahead log"
+        );
+        app.create_user(&format!("r{round}@example.com")).await;
+    }
+    let r = app.get("/scim/v2/Users?count=0").await;
+    assert_eq!(r.body["totalResults"], 6);
+}
+
+/// An address in use is found before the database is touched: `serve` fails at once and
+/// creates no database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_fails_before_the_database_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rolecall.db");
+    let db = format!("sqlite://{}", path.display());
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let o = cli(Db::Flag(&db), &["serve", "--listen", &address]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot listen on"), "{}", stderr(&o));
+    assert!(
+        !path.exists(),
+        "the database was created (and migrated) before the address was checked"
+    );
 }
 
 /// The README: "Every response carries an X-Request-Id header, also in the request's log

@@ -295,11 +295,11 @@ pub async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
     )
     .await;
     assert_eq!(r.status, 200);
-    let prefix = format!("{name}{{");
+    let (prefix, bare) = (format!("{name}{{"), format!("{name} "));
     let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
     r.text
         .lines()
-        .filter(|l| l.starts_with(&prefix))
+        .filter(|l| l.starts_with(&prefix) || l.starts_with(&bare))
         .find(|l| wanted.iter().all(|w| l.contains(w.as_str())))
         .and_then(|l| l.rsplit(' ').next())
         .map_or(0.0, |v| v.parse().unwrap())
