@@ -58,17 +58,30 @@ fn ok(body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
-async fn get_mappings(state: State) -> HttpResponse {
+/// Admin reads of the mapping see every change committed before them, by any process (a
+/// `PUT` through another replica, a `rolecall mappings apply`): a read barrier on the change
+/// feed, as single-user SCIM reads on PostgreSQL have. Its `ETag` is then current for the
+/// `If-Match` of the `PUT` that follows, whichever replica serves it.
+async fn current(state: &State) -> Result<(), ApiError> {
+    state
+        .access
+        .barrier()
+        .await
+        .map_err(|e| apply_error(ApplyError::Access(e)))
+}
+
+async fn get_mappings(state: State) -> Result<HttpResponse, ApiError> {
+    current(&state).await?;
     let mapping = state.access.mapping();
     let body = json!({
         "version": mapping.version,
         "document": mapping.compiled.document(),
         "unmatched_rules": state.access.unmatched_rules(),
     });
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::ETAG, etag(mapping.version)))
-        .body(body.to_string())
+        .body(body.to_string()))
 }
 
 /// The mapping document of a PUT or preview: the document itself, or `GET`'s answer sent
@@ -165,6 +178,7 @@ async fn put_mappings(
 
 async fn preview(state: State, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
     let doc = parse_document(body.into_inner())?;
+    current(&state).await?;
     let diff = state.access.preview(doc).map_err(apply_error)?;
     Ok(ok(
         &json!({"version": state.access.mapping().version, "diff": diff}),

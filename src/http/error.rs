@@ -111,7 +111,7 @@ impl From<StoreError> for ScimError {
                 tracing::error!(error = %cause, "database error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
             }
-            StoreError::Contended => Self::new(
+            StoreError::Contended | StoreError::Deadlock(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
                 "the resource is being changed concurrently; retry",

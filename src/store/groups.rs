@@ -10,7 +10,9 @@ use sqlx::{Any, Row, Transaction};
 
 use super::audit::{record, Actor};
 use super::filter_sql::ListQuery;
-use super::{now, parse_doc, placeholders, Backend, ListPage, Result, Store, StoreError, CHUNK};
+use super::{
+    now, parse_doc, placeholders, retrying, Backend, ListPage, Result, Store, StoreError, CHUNK,
+};
 use crate::access::directory::Member;
 use crate::scim::error::ProtocolError;
 use crate::scim::patch::MemberChange;
@@ -457,6 +459,15 @@ impl Store {
         members: &[MemberRef],
         actor: &Actor,
     ) -> Result<GroupRow> {
+        retrying(|| self.create_group_once(n, members, actor)).await
+    }
+
+    async fn create_group_once(
+        &self,
+        n: &Normalized,
+        members: &[MemberRef],
+        actor: &Actor,
+    ) -> Result<GroupRow> {
         let id = uuid::Uuid::new_v4().to_string();
         let ts = now();
         let display = n.display_name.clone().unwrap_or_default();
@@ -501,6 +512,16 @@ impl Store {
     /// `expected` is the version the change was computed from.
     #[tracing::instrument(skip_all)]
     pub async fn update_group(
+        &self,
+        id: &str,
+        change: &GroupChange<'_>,
+        with_members: bool,
+        actor: &Actor,
+    ) -> Result<GroupRow> {
+        retrying(|| self.update_group_once(id, change, with_members, actor)).await
+    }
+
+    async fn update_group_once(
         &self,
         id: &str,
         change: &GroupChange<'_>,
@@ -555,7 +576,22 @@ impl Store {
 
     #[tracing::instrument(skip_all)]
     pub async fn delete_group(&self, id: &str, expected: Option<i64>, actor: &Actor) -> Result<()> {
+        retrying(|| self.delete_group_once(id, expected, actor)).await
+    }
+
+    async fn delete_group_once(
+        &self,
+        id: &str,
+        expected: Option<i64>,
+        actor: &Actor,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
+        // the group's row first, for the reason `delete_user` gives: a change adding this
+        // group to another one commits before this, or finds it gone
+        if !self.lock_row(&mut tx, "scim_groups", id, expected).await? {
+            drop(tx);
+            return Err(self.missing_or_stale("scim_groups", id, expected).await);
+        }
         // the group may itself be a member of other groups
         sqlx::query(
             "UPDATE scim_groups SET version = version + 1, last_modified = $1 \

@@ -69,6 +69,11 @@ pub enum StoreError {
     /// Optimistic retries ran out under concurrent changes to one resource.
     #[error("the resource is being changed concurrently; retry")]
     Contended,
+    /// PostgreSQL aborted the transaction to break a deadlock (40P01) or a serialization
+    /// conflict (40001): nothing of it was written, and it may simply run again
+    /// ([`retrying`] does).
+    #[error("database conflict: {0}")]
+    Deadlock(sqlx::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -92,6 +97,11 @@ impl From<sqlx::Error> for StoreError {
                     "a unique attribute"
                 };
                 StoreError::Conflict(format!("{what} is already in use"))
+            }
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| c == "40P01" || c == "40001") =>
+            {
+                StoreError::Deadlock(e)
             }
             // text PostgreSQL cannot store: U+0000 in a text value (22021) or in JSON (22P05);
             // a client's input, never a server fault (SCIM input is refused before this)
@@ -128,6 +138,36 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How many times a write whose transaction PostgreSQL aborted as a deadlock victim runs.
+const DEADLOCK_ATTEMPTS: u32 = 4;
+
+/// Run a write transaction, again from the start if PostgreSQL aborted it to break a deadlock.
+///
+/// Writes lock rows in different orders: a membership change locks its group, then
+/// share-locks the members it adds; a delete locks the user or group, then the groups that
+/// contain it. Two such writes crossing each other wait for each other, PostgreSQL aborts one
+/// of them (after `deadlock_timeout`, 1 s by default), and the aborted one wrote nothing: it
+/// runs again here rather than answering 500. When every attempt loses, the answer is
+/// [`StoreError::Contended`] (503, retry).
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    for n in 1..=DEADLOCK_ATTEMPTS {
+        match attempt().await {
+            Err(StoreError::Deadlock(e)) => {
+                tracing::info!(attempt = n, error = %e, "write aborted by the database as a deadlock victim; running it again");
+                let mut b = [0u8; 1];
+                let jitter = getrandom::getrandom(&mut b).map_or(0, |()| u64::from(b[0] % 8));
+                tokio::time::sleep(Duration::from_millis(u64::from(n) * 5 + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+    Err(StoreError::Contended)
+}
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -7,7 +7,9 @@ use sqlx::{Any, Row, Transaction};
 
 use super::audit::{record, Actor};
 use super::filter_sql::ListQuery;
-use super::{now, parse_doc, placeholders, ListPage, Result, Store, StoreError, CHUNK};
+use super::{
+    now, parse_doc, placeholders, retrying, Backend, ListPage, Result, Store, StoreError, CHUNK,
+};
 use crate::scim::resource::{Normalized, ResourceKind};
 
 /// A stored user.
@@ -175,6 +177,17 @@ impl Store {
         action: &str,
         actor: &Actor,
     ) -> Result<UserRow> {
+        retrying(|| self.replace_user_once(id, n, expected, action, actor)).await
+    }
+
+    async fn replace_user_once(
+        &self,
+        id: &str,
+        n: &Normalized,
+        expected: Option<i64>,
+        action: &str,
+        actor: &Actor,
+    ) -> Result<UserRow> {
         let ts = now();
         let doc = doc_text(&n.doc)?;
         let mut tx = self.write.begin().await?;
@@ -250,6 +263,31 @@ impl Store {
         Ok(user)
     }
 
+    /// PostgreSQL: lock the row `id` of `table` (users or groups) for the rest of the
+    /// transaction, if it exists at the `expected` version; false if not. SQLite has one
+    /// writer at a time, whose write lock covers every row: nothing to do there (and a
+    /// read as a transaction's first statement would make its first write an upgrade that
+    /// fails, rather than waits, when another process wrote in between).
+    pub(super) async fn lock_row(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        table: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> Result<bool> {
+        if self.backend == Backend::Sqlite {
+            return Ok(true);
+        }
+        let sql =
+            format!("SELECT id FROM {table} WHERE id = $1 AND ($2 < 0 OR version = $2) FOR UPDATE");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(expected.unwrap_or(-1))
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// After an update matched no row: was the resource missing, or at another version?
     pub(super) async fn missing_or_stale(
         &self,
@@ -272,7 +310,20 @@ impl Store {
     /// Delete a user and its memberships; groups that contained it get a new version.
     #[tracing::instrument(skip_all)]
     pub async fn delete_user(&self, id: &str, expected: Option<i64>, actor: &Actor) -> Result<()> {
+        retrying(|| self.delete_user_once(id, expected, actor)).await
+    }
+
+    async fn delete_user_once(&self, id: &str, expected: Option<i64>, actor: &Actor) -> Result<()> {
         let mut tx = self.write.begin().await?;
+        // The user's row first: a membership change adding this user share-locks it, so it
+        // either committed before this lock was granted (and the statements below, each
+        // reading what is committed when it starts, see its row and delete it), or waits
+        // for this delete to commit and then finds no such user (400). Without this lock a
+        // row added meanwhile outlived the user.
+        if !self.lock_row(&mut tx, "scim_users", id, expected).await? {
+            drop(tx);
+            return Err(self.missing_or_stale("scim_users", id, expected).await);
+        }
         let groups = sqlx::query(
             "UPDATE scim_groups SET version = version + 1, last_modified = $1 \
              WHERE id IN (SELECT group_id FROM scim_members WHERE member_id = $2)",

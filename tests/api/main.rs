@@ -13,6 +13,7 @@ mod errors;
 mod explain;
 mod groups;
 mod idp_replay;
+mod races;
 mod roles;
 mod search;
 mod tls;

@@ -1561,6 +1561,15 @@ async fn cli_apply_reaches_a_running_server(app: TestApp) {
         r.text
     );
     assert_eq!(r.body["mapping_version"], 2);
+
+    // the admin API's read does not wait for the poll: right after a third apply, its
+    // version (and ETag, for the If-Match of a PUT) is the new one
+    let file = write_file(dir.path(), "mapping3.toml", SMALL_TOML);
+    let out = cli(&app.database_url, &["mappings", "apply", &file]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = srv.get("/admin/v1/mappings", &admin).await;
+    assert_eq!(m.body["version"], 3, "{}", m.text);
+    assert_eq!(m.header("etag"), Some("W/\"3\""));
 }
 
 /// The small mapping as GET /admin/v1/mappings returns it (defaults filled in).
