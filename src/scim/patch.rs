@@ -561,6 +561,14 @@ fn apply_filtered(
                             o.remove(s);
                         }
                     }
+                    // an element that has lost its `value` (`emails[type eq "work"].value`)
+                    // is no longer a value of the attribute: it goes, rather than stay as
+                    // `{"type": "work", "primary": true}`
+                    if s == "value" && find_attr(sub_defs, "value").is_some() {
+                        items.retain(|item| {
+                            item.as_object().is_none_or(|o| o.contains_key("value"))
+                        });
+                    }
                 }
             }
             if items.is_empty() {
@@ -891,6 +899,37 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.scim_type, ScimType::NoTarget);
+    }
+
+    /// Removing the `value` of filtered elements removes those elements (an email without an
+    /// address is not an email); other sub-attributes are removed alone.
+    #[test]
+    fn removing_the_value_of_an_element_removes_it() {
+        let mut d = user();
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([{"op": "remove", "path": "emails[type eq \"work\"].value"}])),
+        )
+        .unwrap();
+        assert_eq!(
+            d["emails"],
+            json!([{"value": "a@home.com", "type": "home"}])
+        );
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([{"op": "remove", "path": "emails[type eq \"home\"].type"}])),
+        )
+        .unwrap();
+        assert_eq!(d["emails"], json!([{"value": "a@home.com"}]));
+        apply(
+            ResourceKind::User,
+            &mut d,
+            &patch(json!([{"op": "remove", "path": "emails[value pr].value"}])),
+        )
+        .unwrap();
+        assert!(!d.contains_key("emails"), "{d:?}");
     }
 
     /// Entra ID's custom extension attributes (`urn:...:CustomExtensionName:2.0:User:tag`):
