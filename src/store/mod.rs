@@ -26,7 +26,7 @@ use sqlx::{AnyPool, Executor};
 pub use crate::scim::cursor::Position;
 pub use audit::{Actor, AuditEntry, AuditQuery, Change, GroupDelta};
 pub use filter_sql::ListQuery;
-pub use groups::{GroupChange, GroupRow, MemberDelta, MemberRow};
+pub use groups::{GroupChange, GroupRow, MemberDelta, MemberList, MemberRow};
 pub use snapshot::SigningKeyRow;
 pub use tokens::TokenRow;
 pub use users::{GroupRef, UserRow};

@@ -6,8 +6,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-
 use super::{
     base_url, if_match, list_params, meta, meta_location, method_not_allowed, not_modified,
     page_response, projection, resource_response, resource_text_response,
@@ -17,7 +15,7 @@ use crate::http::{AppState, Caller, State};
 use crate::provision;
 use crate::scim::projection::Projection;
 use crate::scim::resource::ResourceKind;
-use crate::store::{Actor, GroupRow, MemberRow, StoreError};
+use crate::store::{Actor, GroupRow, MemberList, MemberRow, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -45,7 +43,7 @@ pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
     let (mut doc, members) = render_parts(group, base);
     if let Some(members) = members {
         let members = members
-            .into_iter()
+            .iter()
             .map(|m| {
                 let path = member_path(&m);
                 let mut o = json!({"value": m.value, "type": m.kind, "$ref": format!("{base}/{path}/{}", m.value)});
@@ -61,7 +59,7 @@ pub fn render(group: GroupRow, base: &str) -> Map<String, Value> {
 }
 
 /// The rendered group with `members: null` where the member list goes, and that list.
-fn render_parts(group: GroupRow, base: &str) -> (Map<String, Value>, Option<Vec<MemberRow>>) {
+fn render_parts(group: GroupRow, base: &str) -> (Map<String, Value>, Option<MemberList>) {
     let mut doc = group.doc;
     let schemas = crate::scim::resource::schemas_of(ResourceKind::Group, &doc);
     doc.insert("schemas".into(), schemas);
@@ -83,7 +81,7 @@ fn render_parts(group: GroupRow, base: &str) -> (Map<String, Value>, Option<Vec<
     (doc, group.members)
 }
 
-fn member_path(m: &MemberRow) -> &'static str {
+fn member_path(m: &MemberRow<'_>) -> &'static str {
     if m.kind == "Group" {
         "Groups"
     } else {
@@ -92,7 +90,7 @@ fn member_path(m: &MemberRow) -> &'static str {
 }
 
 /// A single group's response. Without `attributes`/`excludedAttributes` the members are
-/// serialized straight from their rows, the same text [`render`] and `to_string` give, as
+/// written straight from their rows, the same text [`render`] and `to_string` give, as
 /// building 100,000 members as JSON values first cost more than reading them.
 fn group_response(
     status: StatusCode,
@@ -106,12 +104,8 @@ fn group_response(
         return Ok(resource_response(status, body, version));
     }
     let (doc, members) = render_parts(group, base);
-    let body = serde_json::to_string(&GroupBody {
-        doc: &doc,
-        members: members.as_deref().unwrap_or_default(),
-        base,
-    })
-    .map_err(|e| ScimError::from(StoreError::Corrupt(e.to_string())))?;
+    let body = group_body(&doc, members.as_ref(), base)
+        .map_err(|e| ScimError::from(StoreError::Corrupt(e.to_string())))?;
     Ok(resource_text_response(
         status,
         body,
@@ -120,55 +114,80 @@ fn group_response(
     ))
 }
 
-/// A rendered group whose `members` entry is written from `members`.
-struct GroupBody<'a> {
-    doc: &'a Map<String, Value>,
-    members: &'a [MemberRow],
-    base: &'a str,
+/// `doc` as JSON text, its `members` entry written from `members`: the bytes
+/// `serde_json::to_string` gives for [`render`]'s answer (keys in the map's order, sorted;
+/// strings escaped as serde_json does), without a JSON value per member.
+fn group_body(
+    doc: &Map<String, Value>,
+    members: Option<&MemberList>,
+    base: &str,
+) -> Result<String, serde_json::Error> {
+    let estimate = members.map_or(0, |m| m.text_len() + m.len() * (base.len() + 60));
+    let mut out = Vec::with_capacity(512 + estimate);
+    out.push(b'{');
+    for (i, (k, v)) in doc.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(&mut out, &[k]);
+        out.push(b':');
+        match members {
+            Some(list) if k == "members" => write_members(&mut out, list, base),
+            _ => serde_json::to_writer(&mut out, v)?,
+        }
+    }
+    out.push(b'}');
+    String::from_utf8(out).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
 }
 
-impl Serialize for GroupBody<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.doc.len()))?;
-        for (k, v) in self.doc {
-            if k == "members" {
-                map.serialize_entry(k, &Members(self.members, self.base))?;
-            } else {
-                map.serialize_entry(k, v)?;
-            }
+/// `[{"$ref": …, "display": …, "type": …, "value": …}, …]`: the keys in the order a
+/// `serde_json::Map` keeps them (sorted), as [`render`] gives.
+fn write_members(out: &mut Vec<u8>, members: &MemberList, base: &str) {
+    out.push(b'[');
+    for (i, m) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        map.end()
+        out.extend_from_slice(b"{\"$ref\":");
+        json_str(out, &[base, "/", member_path(&m), "/", m.value]);
+        if let Some(d) = m.display {
+            out.extend_from_slice(b",\"display\":");
+            json_str(out, &[d]);
+        }
+        out.extend_from_slice(b",\"type\":");
+        json_str(out, &[m.kind]);
+        out.extend_from_slice(b",\"value\":");
+        json_str(out, &[m.value]);
+        out.push(b'}');
     }
+    out.push(b']');
 }
 
-struct Members<'a>(&'a [MemberRow], &'a str);
-
-impl Serialize for Members<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for m in self.0 {
-            seq.serialize_element(&Member(m, self.1))?;
-        }
-        seq.end()
-    }
+/// Whether `s` holds a byte serde_json escapes. Checked 16 bytes at a time without an early
+/// exit inside a block, which the compiler turns into vector instructions.
+fn needs_escape(s: &[u8]) -> bool {
+    s.chunks(16).any(|block| {
+        block.iter().fold(false, |bad, &b| {
+            bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    })
 }
 
-struct Member<'a>(&'a MemberRow, &'a str);
-
-impl Serialize for Member<'_> {
-    /// The keys in the order a `serde_json::Map` keeps them (sorted), as [`render`] gives.
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Member(m, base) = *self;
-        let mut map = s.serialize_map(Some(if m.display.is_some() { 4 } else { 3 }))?;
-        let path = member_path(m);
-        map.serialize_entry("$ref", &format_args!("{base}/{path}/{}", m.value))?;
-        if let Some(d) = &m.display {
-            map.serialize_entry("display", d)?;
+/// One JSON string made of `parts`, escaped exactly as serde_json escapes (control
+/// characters, `"` and `\`; nothing else). Parts with nothing to escape, such as ids, are
+/// copied as they are.
+fn json_str(out: &mut Vec<u8>, parts: &[&str]) {
+    out.push(b'"');
+    for p in parts {
+        if !needs_escape(p.as_bytes()) {
+            out.extend_from_slice(p.as_bytes());
+        } else {
+            // serde_json's own escaping, its quotes taken off
+            let quoted = Value::String((*p).to_string()).to_string();
+            out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
         }
-        map.serialize_entry("type", &m.kind)?;
-        map.serialize_entry("value", &m.value)?;
-        map.end()
     }
+    out.push(b'"');
 }
 
 async fn create(
@@ -352,7 +371,7 @@ async fn list_with(
 mod tests {
     use super::*;
 
-    fn group(members: Option<Vec<MemberRow>>) -> GroupRow {
+    fn group(members: Option<MemberList>) -> GroupRow {
         let doc = json!({"displayName": "Ops \"A\" é", "externalId": "x-1"});
         GroupRow {
             id: "g1".into(),
@@ -366,32 +385,39 @@ mod tests {
 
     fn direct(group: GroupRow, base: &str) -> String {
         let (doc, members) = render_parts(group, base);
-        serde_json::to_string(&GroupBody {
-            doc: &doc,
-            members: members.as_deref().unwrap_or_default(),
-            base,
-        })
-        .unwrap()
+        group_body(&doc, members.as_ref(), base).unwrap()
+    }
+
+    #[test]
+    fn escaping_is_found_anywhere() {
+        assert!(!needs_escape(b""));
+        assert!(!needs_escape(
+            "plain ascii and é ü / 日本 ~\u{7f}".as_bytes()
+        ));
+        for bad in ["\"", "\\", "\n", "\u{1f}", "\u{0}"] {
+            for at in [0, 5, 15, 16, 17, 40] {
+                let s = format!("{}{bad}{}", "a".repeat(at), "b".repeat(20));
+                assert!(needs_escape(s.as_bytes()), "{s:?}");
+            }
+        }
     }
 
     #[test]
     fn members_written_directly_read_as_rendered() {
-        let base = "http://h:1/scim/v2";
-        let members = vec![
-            MemberRow {
-                value: "u1".into(),
-                kind: "User",
-                display: Some("Ä \\ \"q\"\n".into()),
-            },
-            MemberRow {
-                value: "g2".into(),
-                kind: "Group",
-                display: None,
-            },
-        ];
-        for g in [group(Some(members)), group(Some(Vec::new())), group(None)] {
-            let rendered = Value::Object(render(g.clone(), base)).to_string();
-            assert_eq!(direct(g, base), rendered);
+        let mut members = MemberList::default();
+        members.push("u1", "User", Some("Ä \\ \"q\"\n\u{1} \u{7f} / é"));
+        members.push("g2", "Group", None);
+        members.push("u\"3", "User", Some(""));
+        members.sort();
+        for base in ["http://h:1/scim/v2", "http://h:1/\"odd\\"] {
+            for g in [
+                group(Some(members.clone())),
+                group(Some(MemberList::default())),
+                group(None),
+            ] {
+                let rendered = Value::Object(render(g.clone(), base)).to_string();
+                assert_eq!(direct(g, base), rendered);
+            }
         }
     }
 }
