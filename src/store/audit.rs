@@ -20,13 +20,20 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The person running a CLI verb: named by `$USER` (which they choose), with the
+    /// process's effective uid (which they do not) as the client.
     pub fn cli() -> Self {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        #[cfg(unix)]
+        // SAFETY: geteuid(2) takes no arguments, touches no memory and cannot fail.
+        let client = Some(format!("local uid {}", unsafe { libc::geteuid() }));
+        #[cfg(not(unix))]
+        let client = Some("local".to_string());
         Self {
             name: format!("cli:{user}"),
             kind: "cli".into(),
             request_id: None,
-            client: None,
+            client,
         }
     }
 }

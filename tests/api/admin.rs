@@ -785,6 +785,14 @@ async fn audit_log_records_every_change(app: TestApp) {
     assert_eq!(rotations[0]["actor_kind"], "cli");
     assert!(rotations[0]["actor"].as_str().unwrap().starts_with("cli:"));
     assert!(rotations[0]["request_id"].is_null());
+    // who ran it, as the kernel says (the name is only $USER)
+    let client = rotations[0]["client"].as_str().unwrap();
+    assert!(
+        client
+            .strip_prefix("local uid ")
+            .is_some_and(|uid| uid.parse::<u32>().is_ok()),
+        "{client}"
+    );
 
     // nothing else was written by these requests: reads leave no trace
     let new_entries = all
