@@ -116,6 +116,9 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, seconds to let in-flight requests finish before they are cut.
     #[arg(long, env = "ROLECALL_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Seconds after a request starts by which its body must have arrived (408 otherwise; 0 = no limit).
+    #[arg(long, env = "ROLECALL_BODY_TIMEOUT", default_value_t = 30)]
+    pub body_timeout: u64,
     /// Lifetime of signed role tokens, in seconds (at most 86400: retired keys are published for a day).
     #[arg(long, env = "ROLECALL_ROLE_TOKEN_TTL", default_value_t = 300)]
     pub role_token_ttl: u64,
@@ -173,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 workers: a.workers,
                 role_token_ttl_secs: a.role_token_ttl.clamp(1, 86_400),
                 shutdown_timeout_secs: a.shutdown_timeout,
+                body_timeout_secs: a.body_timeout,
                 role_token_audience: a.role_token_audience,
                 scim_cache_users: a.scim_cache_users,
                 ..Settings::default()

@@ -36,6 +36,8 @@ pub struct Settings {
     pub role_token_ttl_secs: u64,
     /// How long a stop waits for in-flight requests before cutting them.
     pub shutdown_timeout_secs: u64,
+    /// How long after a request starts its body must have arrived (0 = no limit).
+    pub body_timeout_secs: u64,
     /// `aud` of signed role tokens.
     pub role_token_audience: String,
     /// How many user documents single-user SCIM reads keep in memory (0 = none).
@@ -58,6 +60,7 @@ impl Default for Settings {
             feed_poll_ms: 200,
             role_token_ttl_secs: 300,
             shutdown_timeout_secs: 30,
+            body_timeout_secs: 30,
             role_token_audience: "rolecall".into(),
             scim_cache_users: 16 * 1024,
         }

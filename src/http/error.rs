@@ -206,6 +206,12 @@ pub fn json_problem(e: &actix_web::error::JsonPayloadError) -> ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the request body must be application/json",
         ),
+        JsonPayloadError::Payload(p) if crate::http::middleware::body_timed_out(p) => {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                crate::http::middleware::BODY_TIMED_OUT,
+            )
+        }
         JsonPayloadError::Deserialize(d) => ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the request body is not valid JSON: {d}"),

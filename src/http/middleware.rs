@@ -30,6 +30,62 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
+/// A request body that must have arrived by `deadline` (the request's start plus
+/// `--body-timeout`): a client that announces a body and sends it slowly, or never, would
+/// otherwise hold its connection and the request's handler for as long as it likes (actix
+/// bounds the time to the end of the headers, not of the body). The timer is only set when
+/// the body is not already there, so a small body that came with the headers costs no timer.
+struct BodyDeadline {
+    inner: actix_web::dev::Payload,
+    deadline: Instant,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl futures_util::Stream for BodyDeadline {
+    type Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Poll::Ready(item) = std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, BODY_TIMED_OUT),
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The message of the error a [`BodyDeadline`] ends a body with.
+pub const BODY_TIMED_OUT: &str = "the request body did not arrive within --body-timeout";
+
+/// Whether a body-reading error is a [`BodyDeadline`] running out.
+pub fn body_timed_out(e: &actix_web::error::PayloadError) -> bool {
+    matches!(e, actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// Whether the request announces a body (`Content-Length` above 0, or chunked).
+fn has_body(req: &ServiceRequest) -> bool {
+    use actix_web::http::header;
+    let headers = req.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
 fn method_label(m: &actix_web::http::Method) -> &'static str {
     use actix_web::http::Method;
     match *m {
@@ -57,6 +113,21 @@ pub async fn observe(
     // the HTTP/1 codec, which saw the request line, sends the headers only
     if req.method() == actix_web::http::Method::HEAD {
         req.head_mut().method = actix_web::http::Method::GET;
+    }
+    if let Some(limit) = state
+        .as_ref()
+        .map(|s| s.settings.body_timeout_secs)
+        .filter(|&secs| secs > 0 && has_body(&req))
+    {
+        let inner = actix_web::HttpMessage::take_payload(&mut req);
+        let timed = BodyDeadline {
+            inner,
+            deadline: started + std::time::Duration::from_secs(limit),
+            timer: None,
+        };
+        req.set_payload(actix_web::dev::Payload::Stream {
+            payload: Box::pin(timed),
+        });
     }
     let id = request_id(&req);
     actix_web::HttpMessage::extensions_mut(&req).insert(RequestId(id.clone()));

@@ -867,6 +867,96 @@ async fn readyz_and_the_cli_beside_a_sqlite_server_keep_its_log() {
     assert_eq!(r.body["totalResults"], 6);
 }
 
+/// A body announced and then sent slowly (or never) is cut off `--body-timeout` after the
+/// request started: 408 in the error form of the path, and the connection is closed. A body
+/// that arrives in time is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/rolecall.db", dir.path().display());
+    let create = |scope: &'static str, name: &'static str| {
+        let db = db.clone();
+        async move {
+            printed_secret(
+                &cli(
+                    Db::Flag(&db),
+                    &["token", "create", "--scope", scope, "--name", name],
+                )
+                .await,
+            )
+        }
+    };
+    let scim = create("scim", "okta").await;
+    let lookup = create("lookup", "gateway").await;
+    let server = Served::start_with(dir.path(), &db, None, &["--body-timeout", "1"]).await;
+    let addr = server.address.trim_start_matches("http://").to_string();
+
+    for (path, token, content_type, scim_form) in [
+        ("/scim/v2/Users", &scim, "application/scim+json", true),
+        ("/access/v1/evaluation", &lookup, "application/json", false),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: 200\r\n\r\n{{\"a\":"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        // a byte now and then, never the whole body
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let read = async {
+            loop {
+                tokio::select! {
+                    n = conn.read(&mut buf) => {
+                        let n = n.unwrap_or(0);
+                        if n == 0 { break; }
+                        answer.extend_from_slice(&buf[..n]);
+                    }
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {
+                        let _ = conn.write_all(b" ").await;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the server neither answered nor closed the connection");
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&answer).to_string();
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(took >= Duration::from_millis(900), "{path}: after {took:?}");
+        assert!(text.contains("--body-timeout"), "{path}: {text}");
+        if scim_form {
+            assert!(
+                text.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+                "{text}"
+            );
+            assert!(text.contains("\"status\":\"408\""), "{text}");
+        } else {
+            assert!(text.contains("application/problem+json"), "{text}");
+        }
+    }
+    // a body that comes in time (in pieces) is read as always
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = json!({"schemas": [USER], "userName": "slow-but-fine@example.com"}).to_string();
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {scim}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let (first, second) = body.split_at(10);
+    conn.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(second.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
 /// An address in use is found before the database is touched: `serve` fails at once and
 /// creates no database file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,13 @@ pub fn json_error(e: &JsonPayloadError) -> ScimError {
             None,
             "the request body must be application/scim+json or application/json",
         ),
+        JsonPayloadError::Payload(p) if crate::http::middleware::body_timed_out(p) => {
+            ScimError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                None,
+                crate::http::middleware::BODY_TIMED_OUT,
+            )
+        }
         JsonPayloadError::Deserialize(d) => ScimError::bad_request(
             ScimType::InvalidSyntax,
             format!("the request body is not valid JSON: {d}"),
