@@ -74,6 +74,11 @@ async fn rewrite_user(
         let current = store.get_user(id).await?;
         check_version(if_match, current.version)?;
         let n = change(&current)?;
+        if n.doc == current.doc && n.active == current.active {
+            // nothing changes (a password, which is discarded; a value set to what it is):
+            // no write, no new version, no audit entry
+            return Ok(current);
+        }
         match store
             .replace_user(id, &n, Some(current.version), action, actor)
             .await
@@ -158,6 +163,14 @@ pub async fn patch_group(
         let mut doc = current.doc.clone();
         let changes = patch::apply(ResourceKind::Group, &mut doc, &ops)?;
         let n = normalize(ResourceKind::Group, Value::Object(doc))?;
+        if changes.is_empty() && n.doc == current.doc {
+            // nothing changes: no write, no new version, no audit entry
+            return if with_members {
+                store.get_group(id, true).await
+            } else {
+                Ok(current)
+            };
+        }
         match store
             .update_group(
                 id,

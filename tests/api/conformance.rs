@@ -19,6 +19,7 @@ both!(
     put_without_active_keeps_it,
     head_is_get_without_a_body,
     nul_characters_are_refused_not_500,
+    a_patch_that_changes_nothing_keeps_the_version,
 );
 
 async fn with_if_match(
@@ -387,4 +388,57 @@ async fn nul_characters_are_refused_not_500(app: TestApp) {
             r.text
         );
     }
+}
+
+/// A PATCH that changes nothing (a password, which rolecall discards; a value set to what it
+/// already is) writes nothing: the same `meta.version`, `ETag` and `lastModified` (found by an
+/// IdP replay audit: every such PATCH made a new version, so caches and `If-Match` holders saw
+/// a change that was not one). A real change still makes a new version.
+async fn a_patch_that_changes_nothing_keeps_the_version(app: TestApp) {
+    let id = app.create_user("same@example.com").await;
+    let path = format!("/scim/v2/Users/{id}");
+    let op = |o: Value| json!({"schemas": [PATCH_OP], "Operations": [o]});
+    let set_title = op(json!({"op": "replace", "path": "title", "value": "Engineer"}));
+    let first = app.patch(&path, &set_title).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    for noop in [
+        set_title.clone(),
+        op(json!({"op": "replace", "path": "password", "value": "hunter2"})),
+        op(json!({"op": "replace", "value": {"active": true, "title": "Engineer"}})),
+        op(json!({"op": "remove", "path": "nickName"})),
+    ] {
+        let r = app.patch(&path, &noop).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.body["meta"]["version"], first.body["meta"]["version"],
+            "{noop}"
+        );
+        assert_eq!(
+            r.body["meta"]["lastModified"],
+            first.body["meta"]["lastModified"]
+        );
+        assert_eq!(r.header("etag"), first.header("etag"));
+        assert_eq!(r.body, first.body);
+    }
+    let changed = app
+        .patch(
+            &path,
+            &op(json!({"op": "replace", "path": "title", "value": "Lead"})),
+        )
+        .await;
+    assert_ne!(changed.header("etag"), first.header("etag"));
+
+    // a group: a rename to its own name, with and without the members in the answer
+    let g = app.create_group("ops", &[id.as_str()]).await;
+    let gpath = format!("/scim/v2/Groups/{g}");
+    let before = app.get(&gpath).await;
+    let rename = op(json!({"op": "replace", "value": {"id": g, "displayName": "ops"}}));
+    let r = app.patch(&gpath, &rename).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body, before.body);
+    let r = app
+        .patch(&format!("{gpath}?excludedAttributes=members"), &rename)
+        .await;
+    assert_eq!(r.body["meta"], before.body["meta"]);
+    assert!(r.body.get("members").is_none(), "{}", r.text);
 }
