@@ -22,9 +22,11 @@ pub async fn replace_user(
     if_match: Option<i64>,
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
-    let names_active = body
-        .as_object()
-        .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case("active")));
+    // `"active": null` is the attribute unassigned (RFC 7643 §2.5), as if left out
+    let names_active = body.as_object().is_some_and(|o| {
+        o.iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("active") && !v.is_null())
+    });
     let n = normalize(ResourceKind::User, body)?;
     if names_active {
         return store
@@ -54,7 +56,19 @@ pub async fn patch_user(
     rewrite_user(store, id, if_match, "user.patch", actor, |current| {
         let mut doc = current.doc.clone();
         patch::apply(ResourceKind::User, &mut doc, &ops)?;
-        Ok(normalize(ResourceKind::User, Value::Object(doc))?)
+        // `active` removed or set to null is unassigned, which must not reactivate a
+        // deactivated user (a new user without it is active; an existing one keeps its
+        // value, as a PUT that leaves it out does)
+        let unassigned = doc
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("active"))
+            .is_none_or(|(_, v)| v.is_null());
+        let mut n = normalize(ResourceKind::User, Value::Object(doc))?;
+        if unassigned {
+            n.active = current.active;
+            n.doc.insert("active".into(), Value::Bool(current.active));
+        }
+        Ok(n)
     })
     .await
 }

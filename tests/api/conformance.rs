@@ -286,6 +286,36 @@ async fn put_without_active_keeps_it(app: TestApp) {
         (json!(false), json!("Dormant"))
     );
     assert_eq!(app.get(&path).await.body["active"], false);
+    // nor do `active` removed or set to null, by PATCH or PUT (unassigned, RFC 7643 §2.5;
+    // found by an audit: each of these reactivated the user and gave back every role)
+    let patch = |o: Value| json!({"schemas": [PATCH_OP], "Operations": [o]});
+    for (method, body) in [
+        (
+            Method::PATCH,
+            patch(json!({"op": "remove", "path": "active"})),
+        ),
+        (
+            Method::PATCH,
+            patch(json!({"op": "replace", "path": "active", "value": null})),
+        ),
+        (
+            Method::PATCH,
+            patch(json!({"op": "replace", "value": {"active": null}})),
+        ),
+        (
+            Method::PATCH,
+            patch(json!({"op": "Add", "path": "ACTIVE", "value": null})),
+        ),
+        (
+            Method::PUT,
+            json!({"schemas": [USER], "userName": "sleeper@example.com", "title": "Dormant", "active": null}),
+        ),
+    ] {
+        let r = app.request(method.clone(), &path, Some(&body)).await;
+        assert_eq!(r.status, 200, "{method} {body}: {}", r.text);
+        assert_eq!(r.body["active"], false, "{method} {body}: {}", r.text);
+        assert_eq!(app.get(&path).await.body["active"], false);
+    }
     // ... with If-Match too, which it checks as before
     let r = app
         .request_with(
