@@ -298,7 +298,15 @@ fn decide_input(state: &State, i: &EvalInput<'_>) -> Result<Decision, ApiError> 
     };
     let (workspace, project, model) = match resource_type {
         "organization" => (None, None, None),
-        "workspace" => (Some(need_id()?), i.project, None),
+        // the workspace itself: a project named beside it would silently narrow the question
+        // to that project (where the user may hold more than in the workspace)
+        "workspace" if i.project.is_some() => {
+            return Err(bad(
+                "a workspace resource takes no properties.project; to ask about a project use \
+                 {\"type\":\"project\",\"id\":P,\"properties\":{\"workspace\":W}}",
+            ))
+        }
+        "workspace" => (Some(need_id()?), None, None),
         "project" => (i.workspace, Some(need_id()?), None),
         "model" => (i.workspace, i.project, Some(need_id()?)),
         other => {

@@ -953,14 +953,23 @@ async fn evaluation_decisions(app: TestApp) {
         json!({"role": "admin", "max_tokens": 8192, "rpm": 200})
     );
 
-    // a workspace resource with a plain action
+    // a workspace (or a project) resource with a plain action
     let read = |user: &str, ws: &str, project: Option<&str>| {
-        let mut resource = json!({"type": "workspace", "id": ws});
-        if let Some(p) = project {
-            resource["properties"] = json!({"project": p});
-        }
+        let resource = match project {
+            Some(p) => json!({"type": "project", "id": p, "properties": {"workspace": ws}}),
+            None => json!({"type": "workspace", "id": ws}),
+        };
         json!({"subject": {"type": "user", "id": user}, "action": {"name": "chats.read"}, "resource": resource})
     };
+    // a workspace resource naming a project is refused, not read as the project (found by
+    // an audit: bob, who holds a role only in legal/contracts, was allowed "in legal")
+    let d = s
+        .evaluate(&json!({"subject": {"type": "user", "id": "bob@example.com"},
+            "action": {"name": "chats.read"},
+            "resource": {"type": "workspace", "id": "legal", "properties": {"project": "contracts"}}}))
+        .await;
+    assert_eq!(d.status, 400, "{}", d.text);
+    assert!(d.text.contains("project"), "{}", d.text);
     let d = s
         .evaluate(&read("alice@example.com", "engineering", None))
         .await;
