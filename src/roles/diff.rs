@@ -2,7 +2,7 @@
 //! user the roles that change, scope by scope, including a role kept at a scope whose policy
 //! (what its holders may do) changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -148,18 +148,59 @@ pub fn diff<'a>(
     let default_role = (o.default_role != n.default_role)
         .then(|| (o.default_role.clone(), n.default_role.clone()));
 
+    // scopes that exist before and not after: every project of a removed workspace too
+    let mut removed_scopes: Vec<Scope> = projects_removed.clone();
+    for w in o
+        .workspaces
+        .iter()
+        .filter(|w| !new_ws.contains_key(&fold(&w.name)))
+    {
+        removed_scopes.push(Scope {
+            workspace: Some(w.name.clone()),
+            project: None,
+        });
+        removed_scopes.extend(w.projects.iter().map(|p| Scope {
+            workspace: Some(w.name.clone()),
+            project: Some(p.clone()),
+        }));
+    }
+
+    // Per user, the effective role (what lookups and evaluations answer) before and after, at
+    // each scope where either side grants a role, and at each scope that is removed: a grant
+    // outranked at an enclosing scope changes nobody's access, and a removed workspace takes
+    // away what its users held there by inheritance.
     let mut changes = Vec::new();
     for user in users {
         let before = old.grants(user.active, &user.groups);
         let after = new.grants(user.active, &user.groups);
-        let mut by_scope: BTreeMap<&Scope, (Option<&str>, Option<&str>)> = BTreeMap::new();
-        for g in &before {
-            by_scope.entry(&g.scope).or_default().0 = Some(&g.role);
-        }
-        for g in &after {
-            by_scope.entry(&g.scope).or_default().1 = Some(&g.role);
-        }
-        for (scope, (was, is)) in by_scope {
+        let scopes: BTreeSet<&Scope> = before
+            .iter()
+            .chain(after.iter())
+            .map(|g| &g.scope)
+            .chain(removed_scopes.iter())
+            .collect();
+        for scope in scopes {
+            let (was, is) = (
+                effective_role(old, &before, scope),
+                effective_role(new, &after, scope),
+            );
+            let (was, is) = (was.as_deref(), is.as_deref());
+            // a removed scope where the user held only what an enclosing scope gave, and that
+            // enclosing scope's role changes too: already said there
+            if is.is_none()
+                && new
+                    .scope(scope.workspace.as_deref(), scope.project.as_deref())
+                    .is_err()
+            {
+                if let Some(g) = old.effective(&before, scope) {
+                    let inherited = &g.scope != scope;
+                    let enclosing_changes = effective_role(old, &before, &g.scope)
+                        != effective_role(new, &after, &g.scope);
+                    if inherited && enclosing_changes {
+                        continue;
+                    }
+                }
+            }
             let policy_changed = if was != is {
                 Vec::new()
             } else if let Some(fields) = is.and_then(|role| policy.get(role)) {
@@ -201,6 +242,19 @@ pub fn diff<'a>(
         unmatched_rules,
         unmatched_rule_indexes,
     }
+}
+
+/// The effective role at `scope` among `grants` under `m`; at a scope `m` does not have (not
+/// yet, or no more) nobody holds anything.
+fn effective_role(
+    m: &CompiledMapping,
+    grants: &[super::resolve::Grant],
+    scope: &Scope,
+) -> Option<String> {
+    m.scope(scope.workspace.as_deref(), scope.project.as_deref())
+        .ok()
+        .and_then(|_| m.effective(grants, scope))
+        .map(|g| g.role.clone())
 }
 
 /// What changes in a role's policy from `old` to `new`: the names of the fields that differ in a way

@@ -241,8 +241,10 @@ impl CompiledMapping {
 
     /// The user's grants: one per scope where a rule (or `default_role`) gives a role; at each
     /// scope the highest-ranked role among the rules matching any of `groups` (all the user's
-    /// groups, direct and nested; the caller expands nesting) at exactly that scope. An inactive
-    /// user has none. `default_role`, when set, competes at the organization scope for every
+    /// groups, direct and nested; the caller expands nesting) at exactly that scope, unless a
+    /// grant at an enclosing scope outranks it (then it is left out: it is nobody's effective
+    /// role, and the most specific grant containing a scope is always the role there). An
+    /// inactive user has none. `default_role`, when set, competes at the organization scope for every
     /// active user (an unmapped user has exactly it; a mapped user keeps it as a floor). Sorted by
     /// scope, organization first. Ties in rank: the role name that sorts first wins.
     pub fn grants(&self, active: bool, groups: &[GroupInfo<'_>]) -> Vec<Grant> {
@@ -314,7 +316,25 @@ impl CompiledMapping {
                 });
             }
         }
-        grants
+        // A grant that a grant at an enclosing scope outranks is never anyone's effective
+        // role: it goes, so that the most specific grant containing a scope is always the
+        // role there (the rule a gateway reading a role token applies). Grants are sorted
+        // with enclosing scopes first, so each is weighed against those already kept.
+        let mut kept: Vec<GrantRef> = Vec::with_capacity(grants.len());
+        for g in grants {
+            let (scope, role) = (self.grant_scope(g.kind), self.grant_role(g.kind));
+            let inherited = self.effective_among(
+                kept.iter().map(|k| {
+                    let r = self.grant_role(k.kind);
+                    (r, self.grant_scope(k.kind), r)
+                }),
+                scope,
+            );
+            if inherited.is_none_or(|r| r == role || self.beats(role, r)) {
+                kept.push(g);
+            }
+        }
+        kept
     }
 
     /// The scope of a [`GrantRef::kind`].

@@ -118,10 +118,12 @@ fn rule_added_lists_the_affected_users() {
     assert_eq!(
         changes(&d),
         vec![
+            // aaron's effective role at Engineering was admin (org-wide), not his member
+            // grant there, which admin outranks
             (
                 "aaron@example.com",
                 ws("Engineering"),
-                Some("member"),
+                Some("admin"),
                 Some("owner")
             ),
             (
@@ -157,7 +159,7 @@ fn rule_removed_lists_the_affected_users() {
                 "aaron@example.com",
                 ws("Engineering"),
                 Some("owner"),
-                Some("member")
+                Some("admin")
             ),
             (
                 "alice@example.com",
@@ -218,20 +220,14 @@ fn role_renamed() {
     assert_eq!(d.rules_removed.len(), 4);
     assert_eq!(
         changes(&d),
-        vec![
-            (
-                "aaron@example.com",
-                ws("Engineering"),
-                Some("member"),
-                Some("engineer")
-            ),
-            (
-                "alice@example.com",
-                ws("Engineering"),
-                Some("member"),
-                Some("engineer")
-            ),
-        ]
+        // aaron's member grant at Engineering is outranked by his org-wide admin: renaming
+        // member changes nothing for him
+        vec![(
+            "alice@example.com",
+            ws("Engineering"),
+            Some("member"),
+            Some("engineer")
+        ),]
     );
     let text = d.render_text();
     assert!(text.contains("+ role engineer\n- role member\n"), "{text}");
@@ -265,17 +261,18 @@ fn role_definition_workspace_and_default_changes() {
     assert_eq!(d.projects_removed, vec![proj("legal", "litigation")]);
     assert_eq!(d.default_role, Some((String::new(), "viewer".to_string())));
     // everyone active without an org-wide role gains the default there; aaron (admin) keeps
-    // admin; the holders of member keep it at Engineering, with a new max_tokens; bob loses the
-    // litigation rule
+    // admin, and member's new max_tokens is nothing to him (admin outranks it at Engineering),
+    // but he held admin in the removed litigation project; alice keeps member at Engineering,
+    // with a new max_tokens; bob loses the litigation rule
     assert_eq!(
         policy_changes_of(&d),
         vec![
             (
                 "aaron@example.com",
-                ws("Engineering"),
-                Some("member"),
-                Some("member"),
-                vec!["max_tokens"]
+                proj("legal", "litigation"),
+                Some("admin"),
+                None,
+                vec![]
             ),
             ("alice@example.com", org(), None, Some("viewer"), vec![]),
             (
@@ -451,13 +448,6 @@ fn policy_change_marks_the_holders_affected() {
         policy_changes_of(&d),
         vec![
             (
-                "aaron@example.com",
-                ws("Engineering"),
-                Some("member"),
-                Some("viewer"),
-                vec![]
-            ),
-            (
                 "alice@example.com",
                 ws("Engineering"),
                 Some("member"),
@@ -504,7 +494,7 @@ fn policy_change_marks_the_holders_affected() {
             (
                 "aaron@example.com",
                 ws("Engineering"),
-                Some("member"),
+                Some("admin"),
                 Some("owner"),
                 vec![]
             ),
@@ -643,4 +633,26 @@ fn diff_serializes() {
     );
     assert_eq!(json["rules_added"][0]["role"], "owner");
     assert!(json["default_role"].is_null());
+}
+
+/// A removed workspace takes away what its users held there, by a rule of its own or by
+/// inheritance from the organization (found by an audit: only holders of a rule there were
+/// listed, though everyone with an org-wide role lost access to it).
+#[test]
+fn a_removed_workspace_lists_everyone_who_held_a_role_in_it() {
+    let old = compiled(BASE);
+    let mut changed = doc(BASE);
+    changed.workspaces.retain(|w| w.name != "sales");
+    changed
+        .rules
+        .retain(|r| r.workspace.as_deref() != Some("sales"));
+    let new = CompiledMapping::new(changed).unwrap();
+    let d = run(&old, &new, &people(), &all_groups());
+    assert_eq!(d.workspaces_removed, vec!["sales"]);
+    // aaron held admin in sales through claude-admin; alice and bob held nothing there;
+    // inactive carol holds nothing anywhere
+    assert_eq!(
+        changes(&d),
+        vec![("aaron@example.com", ws("sales"), Some("admin"), None)]
+    );
 }

@@ -72,13 +72,16 @@ fn grants_table() {
             vec![],
         ),
         (
-            "org and workspace grants, sorted org first",
+            "a workspace grant outranked by an org-wide one is left out (nobody's effective role)",
             true,
             vec![g("engineering"), g("claude-admin")],
-            vec![
-                (org(), "admin", vec!["claude-admin"]),
-                (ws("Engineering"), "member", vec!["engineering"]),
-            ],
+            vec![(org(), "admin", vec!["claude-admin"])],
+        ),
+        (
+            "project grants outranked by their workspace's are left out",
+            true,
+            vec![g("legal"), g("legal-counsel")],
+            vec![(ws("legal"), "member", vec!["legal-counsel"])],
         ),
         (
             "project rules, canonical project names",
