@@ -253,6 +253,20 @@ fn decide_fields<'a>(
         .filter(|v| v.is_object())
         .ok_or_else(|| bad("\"resource\" (an object) is required"))?;
     let props = resource.get("properties");
+    // a scope named by anything but a string would otherwise be no scope at all, and the
+    // question would be answered at the organization (found by an audit)
+    if let Some(p) = props.filter(|p| !p.is_null()) {
+        let Some(p) = p.as_object() else {
+            return Err(bad("\"resource.properties\" must be an object"));
+        };
+        for key in ["workspace", "project"] {
+            if p.get(key).is_some_and(|v| !v.is_null() && !v.is_string()) {
+                return Err(bad(format!(
+                    "\"resource.properties.{key}\" must be a string"
+                )));
+            }
+        }
+    }
     let input = EvalInput {
         subject_type: str_field(Some(subject), "type")
             .ok_or_else(|| bad("\"subject.type\" is required"))?,
@@ -315,6 +329,9 @@ fn decide_input(state: &State, i: &EvalInput<'_>) -> Result<Decision, ApiError> 
             )))
         }
     };
+    if workspace.is_some_and(str::is_empty) || project.is_some_and(str::is_empty) {
+        return Err(bad("a workspace or project name must not be empty"));
+    }
     if resource_type == "project" && workspace.is_none() {
         return Err(bad("a project resource needs properties.workspace"));
     }

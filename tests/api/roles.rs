@@ -975,6 +975,30 @@ async fn evaluation_decisions(app: TestApp) {
         .await;
     assert_eq!(d.status, 400, "{}", d.text);
     assert!(d.text.contains("project"), "{}", d.text);
+    // a workspace named by anything but a non-empty string is a 400, never the organization
+    for bad in [
+        json!(5),
+        json!(""),
+        json!(["legal"]),
+        json!({"name": "legal"}),
+    ] {
+        let d = s
+            .evaluate(
+                &json!({"subject": {"type": "user", "id": "bob@example.com"},
+                "action": {"name": "messages.create"},
+                "resource": {"type": "model", "id": OPUS, "properties": {"workspace": bad}}}),
+            )
+            .await;
+        assert_eq!(d.status, 400, "{bad}: {}", d.text);
+    }
+    let d = s
+        .evaluate(
+            &json!({"subject": {"type": "user", "id": "bob@example.com"},
+            "action": {"name": "messages.create"},
+            "resource": {"type": "model", "id": OPUS, "properties": "legal"}}),
+        )
+        .await;
+    assert_eq!(d.status, 400, "{}", d.text);
     let d = s
         .evaluate(&read("alice@example.com", "engineering", None))
         .await;
@@ -2320,7 +2344,6 @@ async fn evaluation_shapes_agree_with_the_batch_path(app: TestApp) {
         ("escaped id", escaped),
         ("extra members", extra),
         ("null max_tokens", null_tokens),
-        ("project a number", number_project),
         ("context a number", number_context),
         ("a denied model", opus),
         ("a group subject", group_subject),
@@ -2343,6 +2366,23 @@ async fn evaluation_shapes_agree_with_the_batch_path(app: TestApp) {
             single.text, batch.text
         );
     }
+    // a project named by a number is refused by both (it used to be read as no project)
+    let single = s.evaluate(&number_project).await;
+    assert_eq!(single.status, 400, "{}", single.text);
+    let batch = s
+        .srv
+        .post(
+            "/access/v1/evaluations",
+            &json!({"evaluations": [number_project]}),
+            &s.lookup,
+        )
+        .await;
+    assert_eq!(batch.status, 200, "{}", batch.text);
+    assert_eq!(
+        batch.body["evaluations"][0]["context"]["error"]["status"], 400,
+        "{}",
+        batch.text
+    );
     // a body with a JSON escape inside a name, as raw text
     let r = s
         .srv
