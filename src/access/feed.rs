@@ -46,12 +46,20 @@ pub(super) async fn apply_pending(
     feed: &mut FeedState,
 ) -> Result<(), AccessError> {
     loop {
-        let gaps: Vec<i64> = feed.gaps.keys().copied().collect();
-        let changes = access.store.changes_since(feed.last, &gaps, BATCH).await?;
+        let asked: Vec<i64> = feed.gaps.keys().copied().collect();
+        let changes = access.store.changes_since(feed.last, &asked, BATCH).await?;
         let now = Instant::now();
-        feed.gaps
-            .retain(|_, seen| now.duration_since(*seen) < GAP_TTL);
+        // The position moves in copies, kept only once the whole batch is applied: a batch
+        // that fails half-way (a reload hitting a lock timeout, a dropped connection) is
+        // read and applied again from the start by the next catch-up, rather than skipped
+        // for good (found by an audit: a token revoked in such a batch stayed accepted).
+        // Every step below is safe to repeat: reloads read the current state, and group
+        // deltas are assignments applied in sequence order.
+        let mut last = feed.last;
+        let mut gaps = feed.gaps.clone();
+        gaps.retain(|_, seen| now.duration_since(*seen) < GAP_TTL);
         if changes.is_empty() {
+            feed.gaps = gaps;
             return Ok(());
         }
         let mut users = BTreeSet::new();
@@ -59,16 +67,16 @@ pub(super) async fn apply_pending(
         let mut groups: Vec<(&str, Option<&GroupDelta>)> = Vec::new();
         let (mut mapping, mut tokens, mut keys) = (false, false, false);
         for c in &changes {
-            let in_order = c.seq > feed.last;
-            if c.seq > feed.last {
-                for missing in (feed.last + 1)..c.seq {
-                    if feed.gaps.len() < MAX_GAPS {
-                        feed.gaps.insert(missing, now);
+            let in_order = c.seq > last;
+            if c.seq > last {
+                for missing in (last + 1)..c.seq {
+                    if gaps.len() < MAX_GAPS {
+                        gaps.insert(missing, now);
                     }
                 }
-                feed.last = c.seq;
+                last = c.seq;
             } else {
-                feed.gaps.remove(&c.seq);
+                gaps.remove(&c.seq);
             }
             match c.target_type.as_str() {
                 "user" => {
@@ -136,6 +144,8 @@ pub(super) async fn apply_pending(
         if keys {
             access.reload_keys().await?;
         }
+        feed.last = last;
+        feed.gaps = gaps;
         if (changes.len() as i64) < BATCH {
             return Ok(());
         }

@@ -200,6 +200,27 @@ pub fn normalize(kind: ResourceKind, input: Value) -> Result<Normalized, Protoco
             }
             continue;
         }
+        if is_foreign_extension(&key) {
+            // an extension rolecall does not model: an object kept as sent, once per URN
+            // whatever its case (PATCH finds it case-insensitively), dropped when empty
+            match value {
+                Value::Null => continue,
+                Value::Object(ext) if ext.is_empty() => continue,
+                Value::Object(_) => {}
+                _ => {
+                    return Err(ProtocolError::invalid_value(format!(
+                        "\"{key}\" names a schema extension and must be an object"
+                    )))
+                }
+            }
+            if doc.keys().any(|k| k.eq_ignore_ascii_case(&key)) {
+                return Err(ProtocolError::invalid_value(format!(
+                    "the extension \"{key}\" is given twice (URNs compare case-insensitively)"
+                )));
+            }
+            doc.insert(key, value);
+            continue;
+        }
         if kind == ResourceKind::Group && key.eq_ignore_ascii_case("members") {
             // validated here, stored in the membership table by the caller
             let members = parse_members(&value)?;
@@ -287,8 +308,41 @@ fn extract(kind: ResourceKind, mut doc: Map<String, Value>) -> Result<Normalized
             }
         }
     }
+    check_size(&doc)?;
     n.doc = doc;
     Ok(n)
+}
+
+/// The most a stored document (a group's without its members, which are rows) may take as
+/// JSON text. Users and groups as IdPs send them take 1–3 KB; without a bound, PATCHes adding
+/// attributes or extensions grew one user to 20 MB, and every copy of it in memory with it
+/// (found by an audit).
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+fn check_size(doc: &Map<String, Value>) -> Result<(), ProtocolError> {
+    /// Counts bytes written, keeping none.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut size = Count(0);
+    for (k, v) in doc.iter().filter(|(k, _)| k.as_str() != "members") {
+        size.0 += k.len() + 4;
+        let _ = serde_json::to_writer(&mut size, v);
+    }
+    if size.0 > MAX_DOCUMENT_BYTES {
+        return Err(ProtocolError::invalid_value(format!(
+            "the resource would take {} bytes; at most {MAX_DOCUMENT_BYTES} are accepted",
+            size.0
+        )));
+    }
+    Ok(())
 }
 
 fn check_schemas(value: Value) -> Result<Value, ProtocolError> {
@@ -589,5 +643,40 @@ mod tests {
         assert_eq!(members[1].kind.as_deref(), Some("Group"));
         assert!(normalize(ResourceKind::Group, json!({"schemas": [GROUP_SCHEMA], "displayName": "x", "members": [{"display": "no value"}]})).is_err());
         assert!(normalize(ResourceKind::Group, json!({"schemas": [GROUP_SCHEMA]})).is_err());
+    }
+
+    #[test]
+    fn foreign_extensions_and_size() {
+        let custom = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
+        let n = normalize(
+            ResourceKind::User,
+            json!({"schemas": [USER_SCHEMA], "userName": "a", custom: {"tag": "1"},
+                   "urn:empty:2.0:User": {}, "urn:none:2.0:User": null}),
+        )
+        .unwrap();
+        assert_eq!(n.doc[custom], json!({"tag": "1"}));
+        assert!(!n.doc.contains_key("urn:empty:2.0:User"));
+        assert!(!n.doc.contains_key("urn:none:2.0:User"));
+        for bad in [
+            json!({"schemas": [USER_SCHEMA], "userName": "a", "urn:a:2.0:User": "str"}),
+            json!({"schemas": [USER_SCHEMA], "userName": "a", "urn:a:2.0:User": {"t": 1},
+                   "URN:A:2.0:USER": {"t": 2}}),
+            json!({"schemas": [USER_SCHEMA], "userName": "a",
+                   "x": "y".repeat(MAX_DOCUMENT_BYTES)}),
+        ] {
+            assert_eq!(
+                normalize(ResourceKind::User, bad).unwrap_err().scim_type,
+                crate::scim::error::ScimType::InvalidValue
+            );
+        }
+        // a group's members are rows, not part of its document's size
+        let members: Vec<Value> = (0..20_000)
+            .map(|i| json!({"value": format!("{i:036}")}))
+            .collect();
+        assert!(normalize(
+            ResourceKind::Group,
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "big", "members": members})
+        )
+        .is_ok());
     }
 }

@@ -140,10 +140,15 @@ fn from_row(row: &AnyRow) -> Result<GroupRow> {
 }
 
 /// The stored document of a group: everything but `members`.
-fn doc_text(doc: &Map<String, Value>) -> Result<String> {
+fn stored_doc(doc: &Map<String, Value>) -> Map<String, Value> {
     let mut d = doc.clone();
     d.remove("members");
-    serde_json::to_string(&d).map_err(|e| StoreError::Corrupt(e.to_string()))
+    d
+}
+
+/// [`stored_doc`] as the text stored.
+fn doc_text(doc: &Map<String, Value>) -> Result<String> {
+    serde_json::to_string(&stored_doc(doc)).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Resolve member ids to their types, failing with `invalidValue` on any unknown id.
@@ -563,7 +568,7 @@ impl Store {
         .bind(display.to_lowercase())
         .bind(n.external_id.clone())
         .bind(doc_text(&n.doc)?)
-        .bind(ts)
+        .bind(ts.clone())
         .execute(&mut *tx)
         .await?;
         let resolved = resolve_members(&mut tx, self.backend, &id, members).await?;
@@ -572,7 +577,28 @@ impl Store {
         record(&mut tx, actor, "group.create", "group", &id, summary).await?;
         tx.commit().await?;
         self.committed();
-        self.get_group(&id, true).await
+        match self.get_group(&id, true).await {
+            Ok(group) => Ok(group),
+            // The group exists now: failing the request would have the IdP create it again
+            // (group names need not be unique), so the answer is made from what was written,
+            // its members without their display names (found by an audit).
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a created group back failed; answering from what was written");
+                let mut list = MemberList::default();
+                for (member, kind) in &resolved {
+                    list.push(member, kind, None);
+                }
+                list.sort();
+                Ok(GroupRow {
+                    id,
+                    doc: stored_doc(&n.doc),
+                    version: 1,
+                    created: ts.clone(),
+                    last_modified: ts,
+                    members: Some(list),
+                })
+            }
+        }
     }
 
     #[tracing::instrument(skip_all)]

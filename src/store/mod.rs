@@ -112,9 +112,10 @@ impl From<sqlx::Error> for StoreError {
                     "text may not contain the character U+0000 (NUL)",
                 ))
             }
-            // the database refuses or drops connections, or cannot be written: PostgreSQL
-            // SQLSTATE classes 08 (connection exception), 53 (insufficient resources), 57P
-            // (shutdown, cannot connect now), 55000 (database not accepting connections),
+            // the database refuses or drops connections, or cannot be written, or gave up
+            // waiting: PostgreSQL SQLSTATE classes 08 (connection exception), 53 (insufficient
+            // resources), 57P (shutdown, cannot connect now), 55P03 (lock_timeout) and 57014
+            // (statement_timeout, a cancel), 55000 (database not accepting connections),
             // 3D000 (the database does not exist: dropped under a running server) and 25006
             // (read-only transaction: a standby); SQLite's "database is locked", "unable to
             // open" and "readonly database" (a file the server may not write)
@@ -123,6 +124,8 @@ impl From<sqlx::Error> for StoreError {
                     c.starts_with("08")
                         || c.starts_with("53")
                         || c.starts_with("57P")
+                        || c == "55P03"
+                        || c == "57014"
                         || c == "55000"
                         || c == "3D000"
                         || c == "25006"

@@ -194,3 +194,48 @@ async fn a_write_aborted_by_a_deadlock_runs_again(app: TestApp) {
     .unwrap();
     assert_eq!(entries, 1);
 }
+
+/// PostgreSQL giving up on a lock (here `lock_timeout`, 300 ms) while a created group is read
+/// back after its commit: the answer is made from what was written (201), not an error after
+/// which the IdP would create the group a second time (found by an audit). PostgreSQL only:
+/// SQLite has no lock timeout of this kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_group_is_answered_when_reading_it_back_fails() {
+    let Some(app) = crate::helpers::spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let mut conn = raw(&app).await;
+    let db: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("ALTER DATABASE {db} SET lock_timeout = '300ms'"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // a server whose connections (opened from now on) give up on a lock after 300 ms
+    let server = app.peer().await;
+    // a group without members writes no membership row: only reading it back needs the
+    // membership table, which this lock keeps from it
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("LOCK TABLE scim_members IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let created = server
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [crate::helpers::GROUP], "displayName": "read-back"}),
+        )
+        .await;
+    tx.rollback().await.unwrap();
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["displayName"], "read-back");
+    let id = created.body["id"].as_str().unwrap().to_string();
+    // exactly one such group, and it reads back the same
+    let r = app
+        .get("/scim/v2/Groups?filter=displayName%20eq%20%22read-back%22")
+        .await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.text);
+    assert_eq!(app.get(&format!("/scim/v2/Groups/{id}")).await.status, 200);
+}
