@@ -223,6 +223,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mappings(MappingsCommand::Validate { file }) => {
             let doc = read_mapping_file(&file)?;
             println!("{}: valid", file.display());
+            for (role, missing) in crate::roles::uncapped_roles(&doc) {
+                println!(
+                    "! role {role} may call models with {} 0 (no cap / no limit given)",
+                    missing.join(" and ")
+                );
+            }
             // rules that match no group of the directory (renamed, or not pushed yet) are
             // flagged, not errors: the file is valid either way
             match unmatched_in_directory(&url, doc).await {

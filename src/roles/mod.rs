@@ -42,3 +42,4 @@ pub use document::{
 pub use evaluate::{evaluate, Decision};
 pub use glob::glob_match;
 pub use resolve::{CompiledMapping, Grant, GroupInfo, Scope};
+pub use validate::uncapped_roles;

@@ -15,6 +15,29 @@ pub fn validate(doc: &MappingDocument) -> Vec<Problem> {
 }
 
 /// `path.key`, quoting a key that is not a bare TOML key.
+/// Roles that may call models (`messages.create` or `*`, and a model allow-list) without a
+/// `max_tokens` cap or an `rpm`: valid (0 means "no cap" / "no limit given"), but an omission
+/// more often than a choice, so `mappings validate` names them. (name, the fields at 0)
+pub fn uncapped_roles(doc: &MappingDocument) -> Vec<(&str, Vec<&'static str>)> {
+    doc.roles
+        .iter()
+        .filter(|(_, r)| {
+            !r.models.is_empty()
+                && r.permissions
+                    .iter()
+                    .any(|p| p == "*" || p == "messages.create")
+        })
+        .filter_map(|(name, r)| {
+            let missing: Vec<&'static str> = [("max_tokens", r.max_tokens), ("rpm", r.rpm)]
+                .into_iter()
+                .filter(|(_, v)| *v == 0)
+                .map(|(k, _)| k)
+                .collect();
+            (!missing.is_empty()).then_some((name.as_str(), missing))
+        })
+        .collect()
+}
+
 pub(crate) fn child(parent: &str, key: &str) -> String {
     let bare = !key.is_empty()
         && key

@@ -55,7 +55,10 @@ impl Cursor {
         let seq = v.get("s").and_then(Value::as_i64);
         let key = match v.get("k") {
             Some(Value::Null) => Some(None),
-            Some(Value::String(s)) => Some(Some(s.clone())),
+            // no stored value holds U+0000 (refused on input), so no cursor of ours does; the
+            // key would otherwise reach the database (PostgreSQL refuses it: 400 invalidValue
+            // there, where SQLite answered 200)
+            Some(Value::String(s)) if !s.contains('\0') => Some(Some(s.clone())),
             _ => None,
         };
         let fingerprint = v
@@ -128,6 +131,7 @@ mod tests {
             "!!!",
             &URL_SAFE_NO_PAD.encode("[1]"),
             &URL_SAFE_NO_PAD.encode(r#"{"k":1,"s":1,"f":"0"}"#),
+            &URL_SAFE_NO_PAD.encode(r#"{"k":"a\u0000b","s":1,"f":"0"}"#),
             &"a".repeat(5000),
         ] {
             assert_eq!(

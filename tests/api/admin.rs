@@ -1256,6 +1256,22 @@ async fn cli_mappings_verbs(app: TestApp) {
         !text.contains("matches no group: group \"engineering\""),
         "{text}"
     );
+    // every role that may call models there has a cap and an rpm: no such warning
+    assert!(!text.contains("may call models"), "{text}");
+    // a role that may call models without them is named (the file is still valid)
+    let uncapped = write_file(
+        dir.path(),
+        "uncapped.toml",
+        &SMALL_TOML.replace("max_tokens = 512\nrpm = 10\n", "rpm = 10\n"),
+    );
+    let out = cli(&url, &["mappings", "validate", &uncapped]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("! role member may call models with max_tokens 0 (no cap"),
+        "{text}"
+    );
+    assert!(!text.contains("role admin may call"), "{text}");
     // no database to check against: said so, and no SQLite file is created
     let missing = dir.path().join("missing.db");
     let out = cli(
