@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// Seconds after a request starts by which its body must have arrived (408 otherwise; 0 = no limit).
     #[arg(long, env = "ROLECALL_BODY_TIMEOUT", default_value_t = 30)]
     pub body_timeout: u64,
+    /// PostgreSQL: this is the only rolecall server on the database (enforced by a lock):
+    /// single-user SCIM reads then need no read barrier. Without it, servers are replicas.
+    #[arg(long, env = "ROLECALL_SOLE_SERVER")]
+    pub sole_server: bool,
     /// Lifetime of signed role tokens, in seconds (at most 86400: retired keys are published for a day).
     #[arg(long, env = "ROLECALL_ROLE_TOKEN_TTL", default_value_t = 300)]
     pub role_token_ttl: u64,
@@ -177,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 role_token_ttl_secs: a.role_token_ttl.clamp(1, 86_400),
                 shutdown_timeout_secs: a.shutdown_timeout,
                 body_timeout_secs: a.body_timeout,
+                sole_server: a.sole_server,
                 role_token_audience: a.role_token_audience,
                 scim_cache_users: a.scim_cache_users,
                 ..Settings::default()

@@ -42,6 +42,8 @@ pub struct Settings {
     pub role_token_audience: String,
     /// How many user documents single-user SCIM reads keep in memory (0 = none).
     pub scim_cache_users: usize,
+    /// PostgreSQL: this is the only server on the database (see `store::pg_lock`).
+    pub sole_server: bool,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             body_timeout_secs: 30,
             role_token_audience: "rolecall".into(),
             scim_cache_users: 16 * 1024,
+            sole_server: false,
         }
     }
 }

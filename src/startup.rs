@@ -15,6 +15,7 @@ use crate::access::{keys, Access, Freshness};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::store::pg_lock::ServerLock;
 use crate::store::serve_lock::{self, Writers};
 use crate::store::{Actor, Store, StoreOptions};
 
@@ -23,6 +24,8 @@ pub struct Application {
     server: Server,
     store: Store,
     follower: tokio::task::JoinHandle<()>,
+    /// PostgreSQL: the server lock (see `store::pg_lock`) and the task that checks it.
+    server_lock: Option<(Arc<ServerLock>, tokio::task::JoinHandle<()>)>,
     /// Held while serving: on SQLite, the lock that keeps a second server off the file.
     _writers: Writers,
 }
@@ -64,6 +67,19 @@ impl Application {
         claimed: Claim,
     ) -> anyhow::Result<Self> {
         let Claim { writers, listener } = claimed;
+        // PostgreSQL: every server holds the server lock, shared by replicas and exclusive
+        // for a `--sole-server` (which then reads as a SQLite server does)
+        let server_lock = if store.backend() == crate::store::Backend::Postgres {
+            Some(Arc::new(
+                ServerLock::take(&settings.database_url, settings.sole_server).await?,
+            ))
+        } else {
+            if settings.sole_server {
+                tracing::info!("--sole-server is for PostgreSQL; a SQLite server is always alone");
+            }
+            None
+        };
+        let sole = writers.sole() || server_lock.as_ref().is_some_and(|l| l.sole());
         let access = Access::load(store.clone())
             .await
             .context("loading users, groups and mappings")?;
@@ -72,12 +88,16 @@ impl Application {
         // read barrier on the change feed
         access.serve_user_reads(
             settings.scim_cache_users,
-            if writers.sole() {
+            if sole {
                 Freshness::OwnWrites
             } else {
                 Freshness::Barrier
             },
         );
+        let server_lock = server_lock.map(|lock| {
+            let task = watch_server_lock(Arc::clone(&lock), Arc::clone(&access));
+            (lock, task)
+        });
         if !access.keys().has_active() {
             let actor = Actor {
                 name: "rolecall".into(),
@@ -128,6 +148,7 @@ impl Application {
             server,
             store,
             follower,
+            server_lock,
             _writers: writers,
         })
     }
@@ -181,8 +202,38 @@ impl Application {
         }
         self.follower.abort();
         self.store.close().await;
+        // the lock goes last: after it, another server may start and write
+        if let Some((lock, task)) = self.server_lock {
+            task.abort();
+            lock.release().await;
+        }
         Ok(())
     }
+}
+
+/// Check the server lock every second. A sole server that lost it (its connection ended)
+/// can no longer be sure it is alone: its reads take read barriers from then on.
+fn watch_server_lock(lock: Arc<ServerLock>, access: Arc<Access>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if lock.check().await {
+                continue;
+            }
+            if lock.sole() && access.reads_own_writes_only() {
+                tracing::error!(
+                    "lost the sole-server lock on the database (its connection ended): another \
+                     server may start, so reads now wait for read barriers; restart this \
+                     server to read without them again"
+                );
+                access.fall_back_to_barriers();
+            } else if !lock.sole() {
+                tracing::warn!("the server lock's connection ended; taking it again");
+            }
+        }
+    })
 }
 
 /// Connect to the configured database and apply migrations.

@@ -82,8 +82,9 @@ pub enum Freshness {
 /// User rows by id, at most `capacity`, the oldest inserted evicted first.
 pub(crate) struct UserDocs {
     capacity: usize,
-    /// How the directory is brought up to date before a read.
-    freshness: Freshness,
+    /// How the directory is brought up to date before a read: true for
+    /// [`Freshness::OwnWrites`]; set false for good by [`Access::fall_back_to_barriers`].
+    own_writes: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -98,7 +99,7 @@ impl UserDocs {
     pub(crate) fn new(capacity: usize, freshness: Freshness) -> Self {
         Self {
             capacity: capacity.max(1),
-            freshness,
+            own_writes: std::sync::atomic::AtomicBool::new(freshness == Freshness::OwnWrites),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -186,6 +187,22 @@ impl Access {
         }
     }
 
+    /// From now on, single-user reads wait for a read barrier even if they did not before:
+    /// this server can no longer be sure it is the only one writing (see `store::pg_lock`).
+    pub fn fall_back_to_barriers(&self) {
+        if let Some(docs) = self.user_docs.get() {
+            docs.own_writes
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Whether single-user reads are answered after this server's own writes only.
+    pub fn reads_own_writes_only(&self) -> bool {
+        self.user_docs
+            .get()
+            .is_some_and(|d| d.own_writes.load(std::sync::atomic::Ordering::Acquire))
+    }
+
     /// The user `key` names, from memory: `Ok(None)` when memory cannot answer (reads from
     /// memory are off, or the user's row is not cached or not current), and the caller asks
     /// the database.
@@ -196,9 +213,10 @@ impl Access {
         let Some(docs) = self.user_docs.get() else {
             return Ok(None);
         };
-        match docs.freshness {
-            Freshness::OwnWrites => self.fresh().await?,
-            Freshness::Barrier => self.barrier().await?,
+        if docs.own_writes.load(std::sync::atomic::Ordering::Acquire) {
+            self.fresh().await?;
+        } else {
+            self.barrier().await?;
         }
         let dir = self.directory();
         let Some(i) = dir.user_index_by(key) else {

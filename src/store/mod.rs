@@ -11,6 +11,7 @@ mod batch;
 mod filter_sql;
 mod groups;
 mod json_sql;
+pub mod pg_lock;
 pub mod serve_lock;
 mod snapshot;
 mod sort_sql;

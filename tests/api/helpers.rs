@@ -101,27 +101,57 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 /// A server on `database_url` with its own store: its address, the store, and the sender
 /// that stops it when dropped.
 async fn start_server(database_url: &str) -> (String, Store, oneshot::Sender<()>) {
+    try_start_server(database_url, false)
+        .await
+        .expect("build app")
+}
+
+/// [`start_server`], as a `--sole-server` when `sole`; the error when it does not start.
+pub async fn try_start_server(
+    database_url: &str,
+    sole: bool,
+) -> anyhow::Result<(String, Store, oneshot::Sender<()>)> {
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
         database_url: database_url.to_string(),
         workers: 1,
         max_page_size: 50,
         db_max_connections: 4,
+        sole_server: sole,
         ..Settings::default()
     };
     let store = startup::connect(&settings).await.expect("connect");
-    let app = Application::build_with_store(settings, store.clone())
-        .await
-        .expect("build app");
+    let app = Application::build_with_store(settings, store.clone()).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    (address, store, tx)
+    Ok((address, store, tx))
 }
 
 impl TestApp {
+    /// A test app over a server already started (see [`try_start_server`]).
+    pub fn from_parts(
+        address: String,
+        token: String,
+        store: Store,
+        database_url: &str,
+        backend: Backend,
+        stop: oneshot::Sender<()>,
+    ) -> TestApp {
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            token,
+            store,
+            database_url: database_url.to_string(),
+            backend,
+            _dir: tempfile::tempdir().expect("tempdir"),
+            _stop: stop,
+        }
+    }
+
     /// Another server on this app's database (PostgreSQL: SQLite refuses a second server),
     /// with the same token.
     pub async fn peer(&self) -> TestApp {

@@ -16,6 +16,7 @@ mod idp_replay;
 mod races;
 mod roles;
 mod search;
+mod sole_server;
 mod tls;
 mod user_reads;
 mod users;
