@@ -375,6 +375,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
+/// A new token made by `rolecall token create` on `db`: its secret.
+async fn created_token(db: &str, scope: &str, name: &str) -> String {
+    printed_secret(
+        &cli(
+            Db::Flag(db),
+            &["token", "create", "--scope", scope, "--name", name],
+        )
+        .await,
+    )
+}
+
 /// The secret printed by `token create`: alone on the last line of stdout.
 fn printed_secret(o: &Output) -> String {
     assert!(o.status.success(), "token create failed: {}", stderr(o));
@@ -700,20 +711,8 @@ async fn send(
 async fn no_secret_in_the_logs_and_graceful_stop() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/rolecall.db", dir.path().display());
-    let token = printed_secret(
-        &cli(
-            Db::Flag(&db),
-            &["token", "create", "--scope", "scim", "--name", "okta"],
-        )
-        .await,
-    );
-    let other = printed_secret(
-        &cli(
-            Db::Flag(&db),
-            &["token", "create", "--scope", "scim", "--name", "other"],
-        )
-        .await,
-    );
+    let token = created_token(&db, "scim", "okta").await;
+    let other = created_token(&db, "scim", "other").await;
     let mut server = Served::start(dir.path(), &db, Some("debug")).await;
     let base = server.address.clone();
     let users = format!("{base}/scim/v2/Users");
@@ -808,13 +807,7 @@ async fn a_second_signal_stops_at_once() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/rolecall.db", dir.path().display());
-    let token = printed_secret(
-        &cli(
-            Db::Flag(&db),
-            &["token", "create", "--scope", "scim", "--name", "okta"],
-        )
-        .await,
-    );
+    let token = created_token(&db, "scim", "okta").await;
     let mut server =
         Served::start_with(dir.path(), &db, None, &["--shutdown-timeout", "120"]).await;
     // a POST whose body is announced but never finished: in flight until the client goes
@@ -889,20 +882,8 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/rolecall.db", dir.path().display());
-    let create = |scope: &'static str, name: &'static str| {
-        let db = db.clone();
-        async move {
-            printed_secret(
-                &cli(
-                    Db::Flag(&db),
-                    &["token", "create", "--scope", scope, "--name", name],
-                )
-                .await,
-            )
-        }
-    };
-    let scim = create("scim", "okta").await;
-    let lookup = create("lookup", "gateway").await;
+    let scim = created_token(&db, "scim", "okta").await;
+    let lookup = created_token(&db, "lookup", "gateway").await;
     let server = Served::start_with(dir.path(), &db, None, &["--body-timeout", "1"]).await;
     let addr = server.address.trim_start_matches("http://").to_string();
 
@@ -996,13 +977,7 @@ async fn an_address_in_use_fails_before_the_database_is_opened() {
 async fn every_request_has_a_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/rolecall.db", dir.path().display());
-    let token = printed_secret(
-        &cli(
-            Db::Flag(&db),
-            &["token", "create", "--scope", "scim", "--name", "okta"],
-        )
-        .await,
-    );
+    let token = created_token(&db, "scim", "okta").await;
     let mut server = Served::start(dir.path(), &db, None).await;
     let client = reqwest::Client::new();
     let base = server.address.clone();
