@@ -33,11 +33,19 @@ fn request_id(req: &ServiceRequest) -> String {
 /// A request body that must have arrived by `deadline` (the request's start plus
 /// `--body-timeout`): a client that announces a body and sends it slowly, or never, would
 /// otherwise hold its connection and the request's handler for as long as it likes (actix
-/// bounds the time to the end of the headers, not of the body). The timer is only set when
-/// the body is not already there, so a small body that came with the headers costs no timer.
+/// bounds the time to the end of the headers, not of the body).
+///
+/// The timer is set only once the body has kept the reader waiting twice. actix calls the
+/// handler before it hands over a body that came in the same read as the headers, so the
+/// first wait is nearly always that: the reader wakes itself (the body's arrival wakes the
+/// same task anyway) instead of setting a timer, and on the next poll the body is there.
+/// A body that is really late finds the timer set on that next poll, counted from the
+/// request's start as before.
 struct BodyDeadline {
     inner: actix_web::dev::Payload,
     deadline: Instant,
+    /// Whether the body has kept the reader waiting once already.
+    waited: bool,
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -53,6 +61,11 @@ impl futures_util::Stream for BodyDeadline {
         let this = &mut *self;
         if let Poll::Ready(item) = std::pin::Pin::new(&mut this.inner).poll_next(cx) {
             return Poll::Ready(item);
+        }
+        if !this.waited {
+            this.waited = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         let deadline = this.deadline;
         let timer = this
@@ -123,6 +136,7 @@ pub async fn observe(
         let timed = BodyDeadline {
             inner,
             deadline: started + std::time::Duration::from_secs(limit),
+            waited: false,
             timer: None,
         };
         req.set_payload(actix_web::dev::Payload::Stream {
@@ -148,16 +162,14 @@ pub async fn observe(
     };
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    let hand_matched = actix_web::HttpMessage::extensions(res.request())
-        .get::<super::gateway::RoutePattern>()
-        .map(|p| p.0);
-    let route: std::borrow::Cow<'static, str> = match hand_matched {
-        Some(p) => p.into(),
-        None => res
-            .request()
-            .match_pattern()
-            .map_or("unmatched".into(), Into::into),
-    };
+    let route: std::borrow::Cow<'static, str> =
+        match super::gateway::hand_matched_route(res.request().path()) {
+            Some(p) => p.into(),
+            None => res
+                .request()
+                .match_pattern()
+                .map_or("unmatched".into(), Into::into),
+        };
     span.in_scope(|| {
         tracing::info!(
             status,
@@ -202,5 +214,89 @@ impl actix_web::FromRequest for Caller {
             // the TCP peer, not X-Forwarded-For: a client must not be able to choose what the audit log records
             client: req.peer_addr().map(|a| a.ip().to_string()),
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use actix_web::web::Bytes;
+    use futures_util::{Stream, StreamExt};
+
+    use super::*;
+
+    fn deadline_over(
+        body: impl Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + 'static,
+        after: Duration,
+    ) -> BodyDeadline {
+        BodyDeadline {
+            inner: actix_web::dev::Payload::Stream {
+                payload: Box::pin(body),
+            },
+            deadline: Instant::now() + after,
+            waited: false,
+            timer: None,
+        }
+    }
+
+    /// A body that keeps the reader waiting once (as one that came with the headers does
+    /// under actix) is read without a timer.
+    #[tokio::test]
+    async fn a_body_that_waits_once_sets_no_timer() {
+        let mut pending_once = true;
+        let body = futures_util::stream::poll_fn(move |cx: &mut Context<'_>| {
+            if std::mem::take(&mut pending_once) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Some(Ok(Bytes::from_static(b"{}"))))
+        });
+        let mut timed = deadline_over(body, Duration::from_secs(30));
+        let chunk = timed.next().await.expect("a chunk").expect("no error");
+        assert_eq!(&chunk[..], b"{}");
+        assert!(timed.waited, "the first wait is counted");
+        assert!(
+            timed.timer.is_none(),
+            "no timer for a body that waited once"
+        );
+    }
+
+    /// A body that never comes ends in the timeout error, at the deadline and not before.
+    #[tokio::test]
+    async fn a_body_that_never_comes_times_out_at_the_deadline() {
+        let started = Instant::now();
+        let mut timed = deadline_over(futures_util::stream::pending(), Duration::from_millis(200));
+        let err = timed.next().await.expect("an item").expect_err("a timeout");
+        assert!(body_timed_out(&err), "{err:?}");
+        assert!(timed.timer.is_some());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+    }
+
+    /// A body that keeps coming in slow pieces is still cut at the deadline, counted from
+    /// the start and not from the last piece.
+    #[tokio::test]
+    async fn a_slow_body_is_cut_at_the_deadline() {
+        let started = Instant::now();
+        let body = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok(Bytes::from_static(b"x")), ()))
+        });
+        let mut timed = Box::pin(deadline_over(body, Duration::from_millis(350)));
+        let mut chunks = 0;
+        let err = loop {
+            match timed.next().await.expect("an item") {
+                Ok(_) => chunks += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(body_timed_out(&err), "{err:?}");
+        assert!(
+            chunks <= 3,
+            "{chunks} chunks of one per 100 ms before a 350 ms deadline"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(350));
     }
 }
