@@ -8,23 +8,40 @@
 
 /// Does `text` match `pattern`? See the module documentation.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let pattern = pattern.to_lowercase();
-    let text = text.to_lowercase();
-    let mut pieces = pattern.split('*');
-    let first = pieces.next().unwrap_or("");
-    if !pattern.contains('*') {
-        return first == text;
+    // the common case (ASCII model ids and globs, which are ASCII by `glob_problem`) folds
+    // into stack buffers: no allocation per evaluation
+    const SHORT: usize = 256;
+    if pattern.len() <= SHORT && text.len() <= SHORT && pattern.is_ascii() && text.is_ascii() {
+        let (mut p, mut t) = ([0u8; SHORT], [0u8; SHORT]);
+        let folded = |buf: &'_ mut [u8; SHORT], s: &str| -> Option<usize> {
+            let out = buf.get_mut(..s.len())?;
+            out.copy_from_slice(s.as_bytes());
+            out.make_ascii_lowercase();
+            Some(s.len())
+        };
+        if let (Some(pn), Some(tn)) = (folded(&mut p, pattern), folded(&mut t, text)) {
+            if let (Ok(p), Ok(t)) = (std::str::from_utf8(&p[..pn]), std::str::from_utf8(&t[..tn])) {
+                return match_folded(p, t);
+            }
+        }
     }
+    match_folded(&pattern.to_lowercase(), &text.to_lowercase())
+}
+
+/// [`glob_match`] of a pattern and a text both already folded.
+fn match_folded(pattern: &str, text: &str) -> bool {
+    let Some((first, after_first)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
     let Some(rest) = text.strip_prefix(first) else {
         return false;
     };
-    // `pieces` now holds the middle pieces followed by the last piece.
-    let mut middle: Vec<&str> = pieces.collect();
-    let last = middle.pop().unwrap_or("");
+    // `after_first` holds the middle pieces and the last piece
+    let (middle, last) = after_first.rsplit_once('*').unwrap_or(("", after_first));
     let Some(mut rest) = rest.strip_suffix(last) else {
         return false;
     };
-    for piece in middle.into_iter().filter(|p| !p.is_empty()) {
+    for piece in middle.split('*').filter(|p| !p.is_empty()) {
         match rest.find(piece) {
             Some(at) => rest = &rest[at + piece.len()..],
             None => return false,
@@ -96,6 +113,56 @@ mod tests {
         for (pattern, text, want) in cases {
             assert_eq!(glob_match(pattern, text), *want, "{pattern:?} vs {text:?}");
         }
+    }
+
+    /// Backtracking `*` matching, the definition `glob_match` must agree with.
+    fn naive(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) => (0..=t.len()).any(|i| naive(rest, &t[i..])),
+            Some((c, rest)) => t.first() == Some(c) && naive(rest, &t[1..]),
+        }
+    }
+
+    /// Random short globs against a backtracking matcher, texts around the stack buffer's size
+    /// (both paths), and a non-ASCII text that folds to ASCII (the general path).
+    #[test]
+    fn short_and_long_paths_agree() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"aAbB-*";
+        for _ in 0..20_000 {
+            let plen = (next() % 8) as usize;
+            let tlen = (next() % 10) as usize;
+            let pattern: String = (0..plen)
+                .map(|_| char::from(alphabet[(next() % 6) as usize]))
+                .collect();
+            let text: String = (0..tlen)
+                .map(|_| char::from(alphabet[(next() % 5) as usize]))
+                .collect();
+            assert_eq!(
+                glob_match(&pattern, &text),
+                naive(
+                    pattern.to_lowercase().as_bytes(),
+                    text.to_lowercase().as_bytes()
+                ),
+                "{pattern:?} vs {text:?}"
+            );
+        }
+        for n in [255, 256, 257, 300] {
+            let text = format!("claude-{}", "x".repeat(n));
+            assert!(glob_match("claude-*", &text), "{n}");
+            assert!(glob_match("CLAUDE-*X", &text), "{n}");
+            assert!(!glob_match("claude-*y", &text), "{n}");
+            assert!(glob_match(&text.to_uppercase(), &text), "{n}");
+        }
+        // the Kelvin sign folds to an ASCII k: the general path, as before
+        assert!(glob_match("claude-k*", "claude-\u{212A}x"));
     }
 
     #[test]
