@@ -58,12 +58,46 @@ pub(crate) struct UserView {
     mapping: u64,
     /// `{"user":…,"groups":[…]`: the roles answer up to its grants.
     head: Box<[u8]>,
-    /// The length of the grants part, then per grant (in scope order): its scope and role
-    /// (`GrantRef::kind`), `m`, and the `m` positions among the groups of those granting it;
-    /// then `n`, the user's `n` groups (direct and nested; directory indexes in display-name
-    /// order), and where each group's name starts and ends in `head` (2·`n` offsets). The
-    /// grants come first: a decision reads nothing else, so it reads the fewest cache lines.
-    data: Box<[u32]>,
+    /// Per grant (in scope order): its scope and role (`GrantRef::kind`), `m`, and the `m`
+    /// positions among the groups of those granting it. Kept in the view itself when short
+    /// (as most users' are): a decision reads nothing else, so at 100,000 users it then reads
+    /// only the user's slot, not another allocation (one cache miss fewer).
+    grants: Ints,
+    /// `n`, the user's `n` groups (direct and nested; directory indexes in display-name
+    /// order), and where each group's name starts and ends in `head` (2·`n` offsets).
+    groups: Box<[u32]>,
+}
+
+/// A short list of integers stored in place, a longer one on the heap.
+#[derive(Debug)]
+enum Ints {
+    Inline { len: u8, ints: [u32; Ints::INLINE] },
+    Heap(Box<[u32]>),
+}
+
+impl Ints {
+    /// Three grants, each by one or two groups (or more grants by one group each, ...).
+    const INLINE: usize = 11;
+
+    fn new(v: &[u32]) -> Self {
+        if v.len() <= Self::INLINE {
+            let mut ints = [0; Self::INLINE];
+            ints[..v.len()].copy_from_slice(v);
+            Ints::Inline {
+                len: v.len() as u8,
+                ints,
+            }
+        } else {
+            Ints::Heap(v.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ints::Inline { len, ints } => ints.get(..usize::from(*len)).unwrap_or_default(),
+            Ints::Heap(v) => v,
+        }
+    }
 }
 
 /// One grant of a [`UserView`].
@@ -85,14 +119,14 @@ impl UserView {
             })
             .collect();
         let grants = mapping.compiled.grant_refs(user.active, &infos);
-        let grants_len = grants.iter().map(|g| 2 + g.via.len()).sum::<usize>();
-        let mut data = Vec::with_capacity(2 + grants_len + 3 * groups.len());
-        data.push(grants_len as u32);
+        let mut grant_ints =
+            Vec::with_capacity(grants.iter().map(|g| 2 + g.via.len()).sum::<usize>());
         for g in grants {
-            data.push(g.kind);
-            data.push(g.via.len() as u32);
-            data.extend(g.via);
+            grant_ints.push(g.kind);
+            grant_ints.push(g.via.len() as u32);
+            grant_ints.extend(g.via);
         }
+        let mut data = Vec::with_capacity(1 + 3 * groups.len());
         data.push(groups.len() as u32);
         data.extend(groups.iter().map(|(gi, _)| *gi));
         let mut head = Vec::with_capacity(64 + groups.len() * 24);
@@ -118,7 +152,8 @@ impl UserView {
             generation: dir.generation(),
             mapping: mapping.serial,
             head: head.into_boxed_slice(),
-            data: data.into_boxed_slice(),
+            grants: Ints::new(&grant_ints),
+            groups: data.into_boxed_slice(),
         }
     }
 
@@ -127,27 +162,21 @@ impl UserView {
         self.generation >= dir.user_changed(i) && self.mapping == mapping.serial
     }
 
-    /// Where `n` is in `data`: after the grants.
-    fn group_part(&self) -> usize {
-        1 + self.data.first().map_or(0, |&g| g as usize)
-    }
-
     fn group_count(&self) -> usize {
-        self.data.get(self.group_part()).map_or(0, |&n| n as usize)
+        self.groups.first().map_or(0, |&n| n as usize)
     }
 
     /// Directory indexes of the user's groups, in display-name order.
     fn groups(&self) -> &[u32] {
-        let at = self.group_part() + 1;
-        self.data
-            .get(at..at + self.group_count())
+        self.groups
+            .get(1..1 + self.group_count())
             .unwrap_or_default()
     }
 
     /// The name of the group at `position` in [`Self::groups`], as JSON.
     fn name_json(&self, position: u32) -> &[u8] {
-        let at = self.group_part() + 1 + self.group_count() + 2 * position as usize;
-        match (self.data.get(at), self.data.get(at + 1)) {
+        let at = 1 + self.group_count() + 2 * position as usize;
+        match (self.groups.get(at), self.groups.get(at + 1)) {
             (Some(&start), Some(&end)) => self
                 .head
                 .get(start as usize..end as usize)
@@ -167,7 +196,7 @@ impl UserView {
     }
 
     fn grants(&self) -> impl Iterator<Item = ViewGrant<'_>> + Clone {
-        let mut rest: &[u32] = self.data.get(1..self.group_part()).unwrap_or_default();
+        let mut rest: &[u32] = self.grants.as_slice();
         std::iter::from_fn(move || {
             let (&kind, tail) = rest.split_first()?;
             let (&m, tail) = tail.split_first()?;

@@ -483,8 +483,15 @@ fn a_view_is_a_few_integers() {
     // outranked by legal's own, so they are nobody's effective role and are left out)
     assert_eq!(view.groups().len(), 6);
     assert_eq!(view.grants().count(), 3);
-    assert!(view.data.len() <= 2 + 3 * 6 + 5 * 3, "{:?}", view.data);
-    assert!(std::mem::size_of::<UserView>() <= 48);
+    let (grants, groups) = (view.grants.as_slice(), &view.groups);
+    assert!(
+        grants.len() + groups.len() <= 1 + 3 * 6 + 5 * 3,
+        "{grants:?} {groups:?}"
+    );
+    // three grants by one or two groups each: in the view itself, not on the heap
+    assert!(grants.len() <= Ints::INLINE, "{grants:?}");
+    assert!(matches!(view.grants, Ints::Inline { .. }));
+    assert!(std::mem::size_of::<UserView>() <= 96);
 }
 
 /// Random changes to a small directory (users coming and going, groups renamed, nested in
@@ -604,4 +611,18 @@ fn changes_to_others_leave_a_view_alone() {
         &[Member::Group("g-eng".into()), Member::User("u2".into())],
     );
     assert!(made_at(&dir, "u2") > first, "made again");
+}
+
+#[test]
+fn view_integers_inline_up_to_their_capacity() {
+    let all: Vec<u32> = (100..100 + Ints::INLINE as u32 + 3).collect();
+    for n in 0..=all.len() {
+        let ints = Ints::new(&all[..n]);
+        assert_eq!(ints.as_slice(), &all[..n]);
+        assert_eq!(
+            matches!(ints, Ints::Inline { .. }),
+            n <= Ints::INLINE,
+            "{n}"
+        );
+    }
 }
