@@ -44,6 +44,9 @@ pub struct Settings {
     pub scim_cache_users: usize,
     /// PostgreSQL: this is the only server on the database (see `store::pg_lock`).
     pub sole_server: bool,
+    /// Ask for transparent huge pages for the loaded directory (see `huge_pages`). Off in
+    /// this default (tests build many servers in one process); on by default on the CLI.
+    pub huge_pages: bool,
 }
 
 impl Default for Settings {
@@ -66,6 +69,7 @@ impl Default for Settings {
             role_token_audience: "rolecall".into(),
             scim_cache_users: 16 * 1024,
             sole_server: false,
+            huge_pages: false,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod huge_pages;
 pub mod metrics;
 pub mod provision;
 pub mod roles;

@@ -117,6 +117,17 @@ impl Application {
             ms = started.elapsed().as_millis() as u64,
             "resolved every user's roles"
         );
+        if settings.huge_pages {
+            let started = std::time::Instant::now();
+            let a = crate::huge_pages::advise();
+            tracing::info!(
+                advised_mib = a.advised >> 20,
+                collapsed_mib = a.collapsed >> 20,
+                refused_ranges = a.refused,
+                ms = started.elapsed().as_millis() as u64,
+                "asked for transparent huge pages for the loaded directory"
+            );
+        }
         let follower = access.spawn_follower(Duration::from_millis(settings.feed_poll_ms.max(10)));
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
