@@ -522,6 +522,10 @@ pub struct GroupChange<'a> {
     pub changes: &'a [MemberChange],
     pub expected: Option<i64>,
     pub action: &'a str,
+    /// The caller knows the stored document equals `n.doc`: then a membership change that
+    /// inserts and deletes no row (members added who already are members, removed who are
+    /// not) changes nothing, and is rolled back instead of making a new version.
+    pub doc_unchanged: bool,
 }
 
 /// What a PATCH or PUT did to the membership, for the audit log.
@@ -641,6 +645,7 @@ impl Store {
             changes,
             expected,
             action,
+            doc_unchanged,
         } = *change;
         let display = n.display_name.clone().unwrap_or_default();
         let mut tx = self.write.begin().await?;
@@ -672,6 +677,12 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let delta = apply_changes(&mut tx, self.backend, id, changes).await?;
+        if doc_unchanged && delta.as_ref().is_some_and(|d| d.ops.is_empty()) {
+            // nothing changed after all: no new version, no audit entry (dropping the
+            // transaction rolls back the version bump above)
+            drop(tx);
+            return self.get_group(id, with_members).await;
+        }
         let mut summary = serde_json::json!({"displayName": display, "externalId": n.external_id, "members": change_summary(changes)});
         if let Some(d) = delta {
             summary["delta"] = d.to_json();

@@ -471,4 +471,45 @@ async fn a_patch_that_changes_nothing_keeps_the_version(app: TestApp) {
         .await;
     assert_eq!(r.body["meta"], before.body["meta"]);
     assert!(r.body.get("members").is_none(), "{}", r.text);
+
+    // memberships that are already so (an IdP re-pushing a group): an add of a member, a
+    // remove of a non-member, both; the membership rows are unchanged, so is the version
+    let other = app.create_user("other@example.com").await;
+    for noop in [
+        op(json!({"op": "add", "path": "members", "value": [{"value": id}]})),
+        op(json!({"op": "remove", "path": format!("members[value eq \"{other}\"]")})),
+        json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": "add", "path": "members", "value": [{"value": id}]},
+            {"op": "remove", "path": format!("members[value eq \"{other}\"]")},
+        ]}),
+    ] {
+        let r = app.patch(&gpath, &noop).await;
+        assert_eq!(r.status, 200, "{noop}: {}", r.text);
+        assert_eq!(r.body, before.body, "{noop}");
+        assert_eq!(r.header("etag"), before.header("etag"), "{noop}");
+    }
+    // a real membership change still makes a new version, and so does a no-op membership
+    // change beside a real attribute change
+    let added = app
+        .patch(
+            &gpath,
+            &op(json!({"op": "add", "path": "members", "value": [{"value": other}]})),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    assert_ne!(added.header("etag"), before.header("etag"));
+    let both = app
+        .patch(
+            &gpath,
+            &json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": other}]},
+                {"op": "replace", "path": "displayName", "value": "ops-2"},
+            ]}),
+        )
+        .await;
+    assert_eq!(both.status, 200, "{}", both.text);
+    assert_ne!(both.header("etag"), added.header("etag"));
+    assert_eq!(both.body["displayName"], "ops-2");
+    let members = both.body["members"].as_array().map_or(0, Vec::len);
+    assert_eq!(members, 2, "{}", both.text);
 }
