@@ -95,64 +95,9 @@ impl Named {
     }
 }
 
-/// A key as [`UserKeys`] keeps it: up to [`KeyBytes::INLINE`] bytes (a UUID, most userNames
-/// and externalIds) in the map's own memory, so that comparing it reads nothing else (at
-/// 100,000 users, a key on the heap is one more cache miss per lookup); longer ones on the heap.
-#[derive(Debug, Clone)]
-enum KeyBytes {
-    Inline {
-        len: u8,
-        bytes: [u8; KeyBytes::INLINE],
-    },
-    Heap(Box<[u8]>),
-}
-
-impl KeyBytes {
-    const INLINE: usize = 40;
-
-    fn new(key: &str) -> Self {
-        let key = key.as_bytes();
-        match key.len() {
-            len @ 0..=Self::INLINE => {
-                let mut bytes = [0; Self::INLINE];
-                bytes[..len].copy_from_slice(key);
-                KeyBytes::Inline {
-                    len: len as u8,
-                    bytes,
-                }
-            }
-            _ => KeyBytes::Heap(key.into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            KeyBytes::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
-            KeyBytes::Heap(b) => b,
-        }
-    }
-}
-
-// a key is its bytes: equal, hashed and borrowed as `[u8]`
-impl PartialEq for KeyBytes {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for KeyBytes {}
-
-impl std::hash::Hash for KeyBytes {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for KeyBytes {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+/// A key as [`UserKeys`] keeps it: up to 40 bytes (a UUID, most userNames and externalIds) in
+/// the map's own memory, so that comparing it reads nothing else; longer ones on the heap.
+type KeyBytes = super::inline::InlineSlice<u8, 40>;
 
 /// The users' three keys (ids, folded userNames, externalIds) in one map, so that a lookup by
 /// any key probes it once: it behaves as one map per [`KeyKind`].
@@ -177,7 +122,7 @@ impl UserKeys {
             Some(named) => named,
             None => self
                 .map
-                .entry(KeyBytes::new(key))
+                .entry(KeyBytes::new(key.as_bytes()))
                 .or_insert(Named([Named::NONE; 3])),
         };
         let old = std::mem::replace(&mut named.0[kind as usize], i);
@@ -209,7 +154,7 @@ impl UserKeys {
     fn iter(&self, kind: KeyKind) -> impl Iterator<Item = (&str, u32)> {
         self.map
             .iter()
-            .filter_map(move |(k, n)| Some((std::str::from_utf8(k.as_bytes()).ok()?, n.get(kind)?)))
+            .filter_map(move |(k, n)| Some((std::str::from_utf8(k.as_slice()).ok()?, n.get(kind)?)))
     }
 }
 
@@ -788,7 +733,7 @@ mod tests {
     /// through renames, removals and keys that are one user's id and another's userName.
     #[test]
     fn user_keys_answer_as_three_maps() {
-        // short keys, and keys over `KeyBytes::INLINE` bytes (kept on the heap)
+        // short keys, and keys over `KeyBytes::CAPACITY` bytes (kept on the heap)
         let long = "a-user-name-longer-than-forty-bytes@example.com";
         let long_upper = long.to_uppercase();
         let pool = [

@@ -68,37 +68,9 @@ pub(crate) struct UserView {
     groups: Box<[u32]>,
 }
 
-/// A short list of integers stored in place, a longer one on the heap.
-#[derive(Debug)]
-enum Ints {
-    Inline { len: u8, ints: [u32; Ints::INLINE] },
-    Heap(Box<[u32]>),
-}
-
-impl Ints {
-    /// Three grants, each by one or two groups (or more grants by one group each, ...).
-    const INLINE: usize = 11;
-
-    fn new(v: &[u32]) -> Self {
-        if v.len() <= Self::INLINE {
-            let mut ints = [0; Self::INLINE];
-            ints[..v.len()].copy_from_slice(v);
-            Ints::Inline {
-                len: v.len() as u8,
-                ints,
-            }
-        } else {
-            Ints::Heap(v.into())
-        }
-    }
-
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Ints::Inline { len, ints } => ints.get(..usize::from(*len)).unwrap_or_default(),
-            Ints::Heap(v) => v,
-        }
-    }
-}
+/// A view's grants: three grants, each by one or two groups (or more grants by one group
+/// each, ...), in place.
+type Ints = super::inline::InlineSlice<u32, 11>;
 
 /// One grant of a [`UserView`].
 #[derive(Debug, Clone, Copy)]

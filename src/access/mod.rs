@@ -12,6 +12,7 @@
 
 pub mod directory;
 mod feed;
+mod inline;
 pub mod keys;
 mod lookup;
 pub mod mappings;
