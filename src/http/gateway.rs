@@ -462,6 +462,13 @@ fn decision_json(d: &Decision) -> Value {
     serde_json::to_value(decision_out(d)).unwrap_or(Value::Null)
 }
 
+/// Is this `Content-Type` exactly `application/json` (in any case)? What most clients send,
+/// told without parsing it into a `Mime` (~0.07 µs per evaluation); anything else (parameters
+/// included) is parsed as before.
+fn plain_json(content_type: Option<&header::HeaderValue>) -> bool {
+    content_type.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
+}
+
 /// The body of a JSON request, read as `web::Json` with [`problem_json_config`] reads it (the
 /// same checks, in the same order, with the same errors): a JSON content type (`application/json`
 /// or any `…/json` or `…+json`), at most `limit` bytes (by `Content-Length` first). A body that
@@ -473,10 +480,11 @@ async fn json_body(
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::Bytes, JsonPayloadError> {
-    let is_json = match req.mime_type() {
-        Ok(Some(mime)) => mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON),
-        _ => false,
-    };
+    let is_json = plain_json(req.headers().get(header::CONTENT_TYPE))
+        || match req.mime_type() {
+            Ok(Some(mime)) => mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON),
+            _ => false,
+        };
     if !is_json {
         return Err(JsonPayloadError::ContentType);
     }
@@ -558,7 +566,9 @@ async fn evaluation(
             decide(&state, &req)?
         }
     };
-    let body = serde_json::to_vec(&decision_out(&d))
+    // an allowed decision's answer is ~80 bytes, a denial's ~200: one allocation, no regrowth
+    let mut body = Vec::with_capacity(256);
+    serde_json::to_writer(&mut body, &decision_out(&d))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, APPLICATION_JSON))
@@ -692,6 +702,30 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    /// The short way takes only what the `Mime` check would take too, and leaves everything
+    /// else (parameters, suffixes, near misses) to it.
+    #[test]
+    fn plain_json_is_only_application_json() {
+        let is = |v: &str| plain_json(Some(&header::HeaderValue::from_str(v).unwrap()));
+        for v in ["application/json", "APPLICATION/JSON", "Application/Json"] {
+            assert!(is(v), "{v}");
+            let mime: mime::Mime = v.parse().unwrap();
+            assert_eq!(mime.subtype(), mime::JSON, "{v}");
+        }
+        for v in [
+            "application/json; charset=utf-8",
+            "application/json;",
+            "application/jsonx",
+            "application/json ",
+            "application/scim+json",
+            "text/json",
+            "",
+        ] {
+            assert!(!is(v), "{v}");
+        }
+        assert!(!plain_json(None));
+    }
 
     #[test]
     fn weak_etags_are_sixteen_hex_digits() {
