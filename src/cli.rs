@@ -136,6 +136,9 @@ pub struct ServeArgs {
     /// User documents kept in memory for single-user SCIM reads (0 = always read the database).
     #[arg(long, env = "ROLECALL_SCIM_CACHE_USERS", default_value_t = 16384)]
     pub scim_cache_users: usize,
+    /// About how many bytes those documents may take in all; the oldest are dropped first.
+    #[arg(long, env = "ROLECALL_SCIM_CACHE_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub scim_cache_bytes: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 huge_pages: a.huge_pages,
                 role_token_audience: a.role_token_audience,
                 scim_cache_users: a.scim_cache_users,
+                scim_cache_bytes: a.scim_cache_bytes,
                 ..Settings::default()
             };
             if settings.role_token_ttl_secs != a.role_token_ttl {

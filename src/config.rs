@@ -42,6 +42,9 @@ pub struct Settings {
     pub role_token_audience: String,
     /// How many user documents single-user SCIM reads keep in memory (0 = none).
     pub scim_cache_users: usize,
+    /// And how many bytes they may take, about (a user in thousands of groups has a large
+    /// document).
+    pub scim_cache_bytes: usize,
     /// PostgreSQL: this is the only server on the database (see `store::pg_lock`).
     pub sole_server: bool,
     /// Ask for transparent huge pages for the loaded directory (see `huge_pages`). Off in
@@ -68,6 +71,7 @@ impl Default for Settings {
             body_timeout_secs: 30,
             role_token_audience: "rolecall".into(),
             scim_cache_users: 16 * 1024,
+            scim_cache_bytes: 128 * 1024 * 1024,
             sole_server: false,
             huge_pages: false,
         }
@@ -166,6 +170,7 @@ impl fmt::Debug for Settings {
             .field("role_token_ttl_secs", &self.role_token_ttl_secs)
             .field("role_token_audience", &self.role_token_audience)
             .field("scim_cache_users", &self.scim_cache_users)
+            .field("scim_cache_bytes", &self.scim_cache_bytes)
             .finish()
     }
 }

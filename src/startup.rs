@@ -88,6 +88,7 @@ impl Application {
         // read barrier on the change feed
         access.serve_user_reads(
             settings.scim_cache_users,
+            settings.scim_cache_bytes,
             if sole {
                 Freshness::OwnWrites
             } else {

@@ -45,11 +45,14 @@ pub struct CachedUser {
     pub row: UserRow,
     /// (base URL, JSON text) of the last rendering.
     text: Mutex<Option<(String, Arc<str>)>>,
+    /// What it counts against the cache's byte budget: see [`row_cost`].
+    cost: usize,
 }
 
 impl CachedUser {
     fn new(row: UserRow) -> Self {
         Self {
+            cost: row_cost(&row),
             row,
             text: Mutex::new(None),
         }
@@ -79,9 +82,52 @@ pub enum Freshness {
     Barrier,
 }
 
-/// User rows by id, at most `capacity`, the oldest inserted evicted first.
+/// About the memory a JSON value takes as a `Value` tree: a node per value, the strings'
+/// bytes, and a map entry's key and bookkeeping.
+fn value_bytes(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    std::mem::size_of::<Value>()
+        + match v {
+            Value::String(s) => s.capacity(),
+            Value::Array(a) => a.iter().map(value_bytes).sum(),
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| MAP_ENTRY + k.capacity() + value_bytes(v))
+                .sum(),
+            _ => 0,
+        }
+}
+
+/// A JSON object's bookkeeping per member, besides its key's bytes and its value.
+const MAP_ENTRY: usize = 3 * std::mem::size_of::<usize>() + 16;
+
+/// What a cached row counts against the byte budget: the row (its document as a tree, its
+/// groups and strings) and as much again for its rendering, which is made on first use and is
+/// about as large as the document it renders (a tree takes more than its JSON text, and the
+/// rendering adds locations per group).
+fn row_cost(row: &UserRow) -> usize {
+    let groups: usize = row
+        .groups
+        .iter()
+        .map(|g| std::mem::size_of::<GroupRef>() + g.id.capacity() + g.display.capacity())
+        .sum();
+    let doc: usize = row
+        .doc
+        .iter()
+        .map(|(k, v)| MAP_ENTRY + k.capacity() + value_bytes(v))
+        .sum();
+    std::mem::size_of::<CachedUser>()
+        + row.id.capacity()
+        + row.created.capacity()
+        + row.last_modified.capacity()
+        + 2 * (doc + groups)
+}
+
+/// User rows by id, at most `capacity` of them and about `budget` bytes (see [`row_cost`]),
+/// the oldest inserted evicted first.
 pub(crate) struct UserDocs {
     capacity: usize,
+    budget: usize,
     /// How the directory is brought up to date before a read: true for
     /// [`Freshness::OwnWrites`]; set false for good by [`Access::fall_back_to_barriers`].
     own_writes: std::sync::atomic::AtomicBool,
@@ -93,12 +139,29 @@ struct Inner {
     rows: HashMap<Arc<str>, Arc<CachedUser>>,
     /// Ids in insertion order (each id once; replacing a row keeps its place).
     order: VecDeque<Arc<str>>,
+    /// The rows' costs, summed.
+    bytes: usize,
+}
+
+impl Inner {
+    /// Drop the oldest rows until `room` more bytes and one more row fit.
+    fn make_room(&mut self, room: usize, capacity: usize, budget: usize) {
+        while !self.rows.is_empty() && (self.rows.len() >= capacity || self.bytes + room > budget) {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.rows.remove(&old) {
+                self.bytes -= gone.cost;
+            }
+        }
+    }
 }
 
 impl UserDocs {
-    pub(crate) fn new(capacity: usize, freshness: Freshness) -> Self {
+    pub(crate) fn new(capacity: usize, budget: usize, freshness: Freshness) -> Self {
         Self {
             capacity: capacity.max(1),
+            budget,
             own_writes: std::sync::atomic::AtomicBool::new(freshness == Freshness::OwnWrites),
             inner: Mutex::new(Inner::default()),
         }
@@ -118,20 +181,32 @@ impl UserDocs {
             // never replace a row with an older version of itself (a slow read racing a
             // write), nor with the same row (which would drop its rendering)
             let old = &slot.row;
-            if old.version < row.version || (old.version == row.version && old.groups != row.groups)
+            if !(old.version < row.version
+                || (old.version == row.version && old.groups != row.groups))
             {
-                *slot = Arc::new(CachedUser::new(row.clone()));
+                return;
             }
+            // the newer row takes the older one's place (or none, if it does not fit at all)
+            let new = Arc::new(CachedUser::new(row.clone()));
+            let new_cost = new.cost;
+            let old_cost = std::mem::replace(slot, new).cost;
+            inner.bytes = inner.bytes - old_cost + new_cost;
+            if new_cost > self.budget {
+                inner.rows.remove(row.id.as_str());
+                inner.order.retain(|id| **id != *row.id);
+                inner.bytes -= new_cost;
+            }
+            inner.make_room(0, usize::MAX, self.budget);
             return;
         }
         let row = Arc::new(CachedUser::new(row.clone()));
-        while inner.rows.len() >= self.capacity {
-            let Some(old) = inner.order.pop_front() else {
-                break;
-            };
-            inner.rows.remove(&old);
+        if row.cost > self.budget {
+            // larger than the whole cache: read from the database each time
+            return;
         }
+        inner.make_room(row.cost, self.capacity, self.budget);
         let id: Arc<str> = Arc::from(row.row.id.as_str());
+        inner.bytes += row.cost;
         inner.order.push_back(Arc::clone(&id));
         inner.rows.insert(id, row);
     }
@@ -181,9 +256,11 @@ fn same_groups<'a>(cached: &[GroupRef], current: impl Iterator<Item = &'a GroupR
 impl Access {
     /// Answer SCIM reads of single users from memory from now on, keeping up to `capacity`
     /// user rows (0: never), made current as `freshness` says before each read.
-    pub fn serve_user_reads(&self, capacity: usize, freshness: Freshness) {
-        if capacity > 0 {
-            let _ = self.user_docs.set(UserDocs::new(capacity, freshness));
+    pub fn serve_user_reads(&self, capacity: usize, budget: usize, freshness: Freshness) {
+        if capacity > 0 && budget > 0 {
+            let _ = self
+                .user_docs
+                .set(UserDocs::new(capacity, budget, freshness));
         }
     }
 
@@ -264,7 +341,7 @@ mod tests {
 
     #[test]
     fn the_oldest_rows_make_room() {
-        let docs = UserDocs::new(2, Freshness::OwnWrites);
+        let docs = UserDocs::new(2, usize::MAX, Freshness::OwnWrites);
         docs.put(&row("a", 1));
         docs.put(&row("b", 1));
         docs.put(&row("a", 2)); // replaced in place: still the oldest
@@ -277,7 +354,7 @@ mod tests {
 
     #[test]
     fn an_older_version_never_replaces_a_newer_one() {
-        let docs = UserDocs::new(4, Freshness::OwnWrites);
+        let docs = UserDocs::new(4, usize::MAX, Freshness::OwnWrites);
         docs.put(&row("a", 3));
         docs.put(&row("a", 2));
         assert_eq!(docs.get("a").unwrap().row.version, 3);
@@ -287,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_rendering_is_kept_per_base_url_and_dropped_with_its_row() {
-        let docs = UserDocs::new(4, Freshness::OwnWrites);
+        let docs = UserDocs::new(4, usize::MAX, Freshness::OwnWrites);
         docs.put(&row("a", 1));
         let cached = docs.get("a").unwrap();
         let mut calls = 0;
@@ -310,6 +387,73 @@ mod tests {
             &*newer.text_for("http://y", |r| format!("v{}", r.version)),
             "v2"
         );
+    }
+
+    /// A row in `n` groups: its cost grows with them.
+    fn in_groups(id: &str, version: i64, n: usize) -> UserRow {
+        let mut r = row(id, version);
+        r.doc.insert(
+            "userName".into(),
+            serde_json::json!(format!("{id}@example.com")),
+        );
+        r.groups = (0..n)
+            .map(|i| {
+                gref(
+                    &format!("00000000-0000-0000-0000-{i:012}"),
+                    &format!("group {i}"),
+                )
+            })
+            .collect();
+        r
+    }
+
+    /// The byte budget bounds the cache as the count does: the oldest rows go first, a
+    /// newer version that grew makes room in its old place, and a row larger than the whole
+    /// budget is not kept (its reads go to the database).
+    #[test]
+    fn the_byte_budget_bounds_the_cache() {
+        let small = row_cost(&in_groups("a", 1, 10));
+        let large = row_cost(&in_groups("a", 1, 1000));
+        assert!(large > 50 * small, "{small} {large}");
+        let docs = UserDocs::new(1000, 4 * small + small / 2, Freshness::OwnWrites);
+        let total = |d: &UserDocs| d.lock().bytes;
+        for id in ["a", "b", "c", "d", "e"] {
+            docs.put(&in_groups(id, 1, 10));
+        }
+        // four fit, "a" made room for "e"
+        assert_eq!(docs.len(), 4);
+        assert!(docs.get("a").is_none());
+        assert_eq!(total(&docs), 4 * small);
+        // "e" grows: the oldest rows make room, as many as it takes
+        let grown = row_cost(&in_groups("e", 2, 30));
+        assert!(grown > 2 * small);
+        docs.put(&in_groups("e", 2, 30));
+        assert_eq!(docs.get("e").unwrap().row.version, 2);
+        assert!(total(&docs) <= 4 * small + small / 2);
+        assert!(docs.get("b").is_none());
+        assert_eq!(
+            docs.get("c").is_some(),
+            2 * small + grown <= 4 * small + small / 2
+        );
+        let kept: usize = ["c", "d", "e"]
+            .iter()
+            .filter_map(|id| docs.get(id))
+            .map(|c| c.cost)
+            .sum();
+        assert_eq!(kept, total(&docs));
+        // larger than the budget: not kept, and its older version goes too
+        docs.put(&in_groups("d", 3, 1000));
+        assert!(docs.get("d").is_none());
+        docs.put(&in_groups("z", 1, 1000));
+        assert!(docs.get("z").is_none());
+        let kept: usize = ["c", "e"]
+            .iter()
+            .filter_map(|id| docs.get(id))
+            .map(|c| c.cost)
+            .sum();
+        assert_eq!(kept, total(&docs));
+        let in_order = docs.lock().order.len();
+        assert_eq!(in_order, docs.len());
     }
 
     fn gref(id: &str, display: &str) -> GroupRef {

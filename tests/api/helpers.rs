@@ -77,6 +77,14 @@ pub async fn fresh_database(backend: Backend, dir: &tempfile::TempDir) -> Option
 static TRACING: Once = Once::new();
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_app`] with settings changed by `tweak` (after the test defaults).
+pub async fn spawn_app_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     TRACING.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
             rolecall::telemetry::init(LogFormat::Text);
@@ -84,7 +92,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let database_url = fresh_database(backend, &dir).await?;
-    let (address, store, stop) = start_server(&database_url).await;
+    let (address, store, stop) = start_server_with(&database_url, false, tweak)
+        .await
+        .expect("build app");
     let token = new_token(&store, "okta", Scope::Scim).await;
     Some(TestApp {
         address,
@@ -111,7 +121,16 @@ pub async fn try_start_server(
     database_url: &str,
     sole: bool,
 ) -> anyhow::Result<(String, Store, oneshot::Sender<()>)> {
-    let settings = Settings {
+    start_server_with(database_url, sole, |_| {}).await
+}
+
+/// [`try_start_server`] with settings changed by `tweak`.
+async fn start_server_with(
+    database_url: &str,
+    sole: bool,
+    tweak: impl FnOnce(&mut Settings),
+) -> anyhow::Result<(String, Store, oneshot::Sender<()>)> {
+    let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
         database_url: database_url.to_string(),
         workers: 1,
@@ -120,6 +139,7 @@ pub async fn try_start_server(
         sole_server: sole,
         ..Settings::default()
     };
+    tweak(&mut settings);
     let store = startup::connect(&settings).await.expect("connect");
     let app = Application::build_with_store(settings, store.clone()).await?;
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -10,7 +10,7 @@ use rolecall::startup::Application;
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::{metric, send, Backend, TestApp, PATCH_OP, USER};
+use crate::helpers::{metric, send, spawn_app_with, Backend, TestApp, PATCH_OP, USER};
 
 both!(
     single_user_reads_follow_every_change,
@@ -281,6 +281,68 @@ async fn single_user_reads_follow_every_change(app: TestApp) {
             app.address
         );
     }
+}
+
+/// `--scim-cache-bytes` bounds the documents kept: a user whose document alone is larger
+/// than the budget is read from the database every time (and answered the same), while
+/// small ones are still read from memory.
+async fn documents_over_the_byte_budget_are_read_from_the_database(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |s| s.scim_cache_bytes = 64 * 1024).await else {
+        return;
+    };
+    let create = |name: &str, nick: String| {
+        json!({
+            "schemas": [USER],
+            "userName": name,
+            "nickName": nick,
+            "active": true
+        })
+    };
+    let small = app
+        .post("/scim/v2/Users", &create("small@example.com", "s".into()))
+        .await;
+    assert_eq!(small.status, 201, "{}", small.text);
+    // a 40 KB nickName: with its rendering, more than the whole 64 KB budget
+    let nick = "n".repeat(40 * 1024);
+    let big = app
+        .post("/scim/v2/Users", &create("big@example.com", nick.clone()))
+        .await;
+    assert_eq!(big.status, 201, "{}", big.text);
+    let (memory, database) = (
+        user_reads(&app, "memory").await,
+        user_reads(&app, "database").await,
+    );
+    for _ in 0..3 {
+        let r = app
+            .get(&format!(
+                "/scim/v2/Users/{}",
+                small.body["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["userName"], "small@example.com");
+        let r = app
+            .get(&format!(
+                "/scim/v2/Users/{}",
+                big.body["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["nickName"], nick.as_str());
+        assert_eq!(r.body, big.body);
+    }
+    assert_eq!(user_reads(&app, "memory").await - memory, 3.0);
+    assert_eq!(user_reads(&app, "database").await - database, 3.0);
+}
+
+#[tokio::test]
+async fn documents_over_the_byte_budget_are_read_from_the_database_sqlite() {
+    documents_over_the_byte_budget_are_read_from_the_database(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn documents_over_the_byte_budget_are_read_from_the_database_postgres() {
+    documents_over_the_byte_budget_are_read_from_the_database(Backend::Postgres).await;
 }
 
 /// A second server on the same database: refused on SQLite (it would write behind the
