@@ -218,12 +218,12 @@ impl UserKeys {
     }
 
     /// `key` of `kind` now names user `i`, whose entry holds it; returns the user it named.
-    fn insert(&mut self, users: &[UserEntry], kind: KeyKind, key: &str, i: u32) -> Option<u32> {
-        let tag = self.fingerprint(key.as_bytes()) | kind as u32;
+    fn insert(&mut self, users: &[UserEntry], kind: KeyKind, key: &[u8], i: u32) -> Option<u32> {
+        let tag = self.fingerprint(key) | kind as u32;
         let hash = Self::spread(tag);
         if let Some(e) = self
             .table
-            .find_mut(hash, |e| e.tag == tag && e.is(users, key.as_bytes()))
+            .find_mut(hash, |e| e.tag == tag && e.is(users, key))
         {
             return Some(std::mem::replace(&mut e.user, i));
         }
@@ -237,13 +237,11 @@ impl UserKeys {
 
     /// `key` of `kind` names no one now; returns the user it named. Called while the user's
     /// entry still holds the key.
-    fn remove(&mut self, users: &[UserEntry], kind: KeyKind, key: &str) -> Option<u32> {
-        let tag = self.fingerprint(key.as_bytes()) | kind as u32;
+    fn remove(&mut self, users: &[UserEntry], kind: KeyKind, key: &[u8]) -> Option<u32> {
+        let tag = self.fingerprint(key) | kind as u32;
         let found = self
             .table
-            .find_entry(Self::spread(tag), |e| {
-                e.tag == tag && e.is(users, key.as_bytes())
-            })
+            .find_entry(Self::spread(tag), |e| e.tag == tag && e.is(users, key))
             .ok()?;
         let (e, _) = found.remove();
         self.counts[kind as usize] -= 1;
@@ -315,7 +313,7 @@ impl Directory {
         }
         let i = self.users.len() as u32;
         self.users.push(UserEntry::placeholder(id, self.generation));
-        self.keys.insert(&self.users, KeyKind::Id, id, i);
+        self.keys.insert(&self.users, KeyKind::Id, id.as_bytes(), i);
         i
     }
 
@@ -325,11 +323,11 @@ impl Directory {
         let Some(old) = self.users.get(i as usize) else {
             return;
         };
-        let name = String::from_utf8_lossy(old.name.as_slice()).into_owned();
-        let external = old.rec.external_id.clone();
-        self.keys.remove(&self.users, KeyKind::Name, &name);
-        if let Some(e) = &external {
-            self.keys.remove(&self.users, KeyKind::External, e);
+        self.keys
+            .remove(&self.users, KeyKind::Name, old.name.as_slice());
+        if let Some(e) = &old.rec.external_id {
+            self.keys
+                .remove(&self.users, KeyKind::External, e.as_bytes());
         }
     }
 
@@ -347,11 +345,15 @@ impl Directory {
         entry.rec = rec;
         entry.changed = generation;
         entry.view = ViewSlot::default();
-        self.keys.insert(&self.users, KeyKind::Name, &name, i);
-        if let Some(entry) = self.users.get(i as usize) {
-            if let Some(e) = entry.rec.external_id.clone() {
-                self.keys.insert(&self.users, KeyKind::External, &e, i);
-            }
+        self.keys
+            .insert(&self.users, KeyKind::Name, name.as_bytes(), i);
+        if let Some(e) = self
+            .users
+            .get(i as usize)
+            .and_then(|u| u.rec.external_id.as_deref())
+        {
+            self.keys
+                .insert(&self.users, KeyKind::External, e.as_bytes(), i);
         }
     }
 
@@ -362,7 +364,7 @@ impl Directory {
             return;
         };
         self.unindex_names(i);
-        self.keys.remove(&self.users, KeyKind::Id, id);
+        self.keys.remove(&self.users, KeyKind::Id, id.as_bytes());
         let Some(entry) = self.users.get_mut(i as usize) else {
             return;
         };

@@ -90,12 +90,16 @@ fn value_bytes(v: &serde_json::Value) -> usize {
         + match v {
             Value::String(s) => s.capacity(),
             Value::Array(a) => a.iter().map(value_bytes).sum(),
-            Value::Object(o) => o
-                .iter()
-                .map(|(k, v)| MAP_ENTRY + k.capacity() + value_bytes(v))
-                .sum(),
+            Value::Object(o) => members_bytes(o),
             _ => 0,
         }
+}
+
+/// [`value_bytes`] of an object's members.
+fn members_bytes(o: &serde_json::Map<String, serde_json::Value>) -> usize {
+    o.iter()
+        .map(|(k, v)| MAP_ENTRY + k.capacity() + value_bytes(v))
+        .sum()
 }
 
 /// A JSON object's bookkeeping per member, besides its key's bytes and its value.
@@ -111,11 +115,7 @@ fn row_cost(row: &UserRow) -> usize {
         .iter()
         .map(|g| std::mem::size_of::<GroupRef>() + g.id.capacity() + g.display.capacity())
         .sum();
-    let doc: usize = row
-        .doc
-        .iter()
-        .map(|(k, v)| MAP_ENTRY + k.capacity() + value_bytes(v))
-        .sum();
+    let doc = members_bytes(&row.doc);
     std::mem::size_of::<CachedUser>()
         + row.id.capacity()
         + row.created.capacity()
@@ -144,6 +144,13 @@ struct Inner {
 }
 
 impl Inner {
+    fn remove(&mut self, id: &str) {
+        if let Some(gone) = self.rows.remove(id) {
+            self.bytes -= gone.cost;
+            self.order.retain(|o| **o != *id);
+        }
+    }
+
     /// Drop the oldest rows until `room` more bytes and one more row fit.
     fn make_room(&mut self, room: usize, capacity: usize, budget: usize) {
         while !self.rows.is_empty() && (self.rows.len() >= capacity || self.bytes + room > budget) {
@@ -177,38 +184,39 @@ impl UserDocs {
 
     fn put(&self, row: &UserRow) {
         let mut inner = self.lock();
-        if let Some(slot) = inner.rows.get_mut(row.id.as_str()) {
+        let replaces = match inner.rows.get(row.id.as_str()) {
             // never replace a row with an older version of itself (a slow read racing a
             // write), nor with the same row (which would drop its rendering)
-            let old = &slot.row;
-            if !(old.version < row.version
-                || (old.version == row.version && old.groups != row.groups))
+            Some(old)
+                if !(old.row.version < row.version
+                    || (old.row.version == row.version && old.row.groups != row.groups)) =>
             {
-                return;
+                return
             }
-            // the newer row takes the older one's place (or none, if it does not fit at all)
-            let new = Arc::new(CachedUser::new(row.clone()));
-            let new_cost = new.cost;
-            let old_cost = std::mem::replace(slot, new).cost;
-            inner.bytes = inner.bytes - old_cost + new_cost;
-            if new_cost > self.budget {
-                inner.rows.remove(row.id.as_str());
-                inner.order.retain(|id| **id != *row.id);
-                inner.bytes -= new_cost;
+            found => found.is_some(),
+        };
+        let new = Arc::new(CachedUser::new(row.clone()));
+        if new.cost > self.budget {
+            // larger than the whole cache: not kept (nor its older version); its reads go to
+            // the database
+            if replaces {
+                inner.remove(row.id.as_str());
             }
+            return;
+        }
+        let cost = new.cost;
+        if let Some(slot) = inner.rows.get_mut(row.id.as_str()) {
+            // the newer row takes the older one's place
+            let old = std::mem::replace(slot, new).cost;
+            inner.bytes = inner.bytes - old + cost;
             inner.make_room(0, usize::MAX, self.budget);
             return;
         }
-        let row = Arc::new(CachedUser::new(row.clone()));
-        if row.cost > self.budget {
-            // larger than the whole cache: read from the database each time
-            return;
-        }
-        inner.make_room(row.cost, self.capacity, self.budget);
-        let id: Arc<str> = Arc::from(row.row.id.as_str());
-        inner.bytes += row.cost;
+        inner.make_room(cost, self.capacity, self.budget);
+        let id: Arc<str> = Arc::from(row.id.as_str());
+        inner.bytes += cost;
         inner.order.push_back(Arc::clone(&id));
-        inner.rows.insert(id, row);
+        inner.rows.insert(id, new);
     }
 
     #[cfg(test)]
