@@ -209,12 +209,7 @@ impl UserKeys {
     }
 
     fn get(&self, users: &[UserEntry], kind: KeyKind, key: &str) -> Option<u32> {
-        let tag = self.fingerprint(key.as_bytes()) | kind as u32;
-        self.table
-            .find(Self::spread(tag), |e| {
-                e.tag == tag && e.is(users, key.as_bytes())
-            })
-            .map(|e| e.user)
+        self.named(users, key.as_bytes()).get(kind)
     }
 
     /// `key` of `kind` now names user `i`, whose entry holds it; returns the user it named.
